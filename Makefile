@@ -1,0 +1,39 @@
+# make setup | demo | test — see README.md. Every target sets up first if needed.
+PYTHON_BASE ?= python3
+VENV ?= .venv
+# e.g. VENV_FLAGS=--system-site-packages to reuse a torch/detectron2 installed outside the venv
+VENV_FLAGS ?=
+# a detectron2 source checkout, git+https URL or wheel to install instead of the registry sdist
+DETECTRON2_SOURCE ?=
+PY := $(VENV)/bin/python
+# torch/torchvision pins: the versions this project is tested with (local files on our machines).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# pip 26 refuses to download the pb1-detectron2 sdist (its metadata names a direct-URL extra).
+PIP_PIN := pip==25.2
+STAMP := $(VENV)/.mask_rcnn_ext-setup
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# The stamp makes a second `make setup` a no-op; it is redone when its inputs change.
+$(STAMP): requirements.txt pyproject.toml tools/install_detectron2.py
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -m pip install --quiet $(PIP_PIN)
+	@$(PY) -c "import torch, torchvision" 2>/dev/null \
+		|| $(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install --quiet -r requirements.txt
+	DETECTRON2_SOURCE="$(DETECTRON2_SOURCE)" $(PY) tools/install_detectron2.py
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c "import mask_rcnn_ext"
+	@touch $@
+	@echo "set-up done: $(VENV)"
+
+demo: setup
+	$(PY) tools/run_demo.py
+
+test: setup
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf output .pytest_cache

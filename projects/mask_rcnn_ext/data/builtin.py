@@ -1,0 +1,61 @@
+"""Registers the built-in synthetic datasets with detectron2's DatasetCatalog/MetadataCatalog.
+
+The images are generated on first use (see `synthetic.py`) under
+`$DETECTRON2_DATASETS/synthetic/` (default `./datasets/synthetic/`) and then reused.
+"""
+import os
+from typing import Dict
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
+from pycocotools.cocoeval import Params
+
+from .synthetic import (
+    COCO_KEYPOINT_FLIP_MAP,
+    COCO_KEYPOINT_NAMES,
+    THING_CLASSES,
+    SyntheticSpec,
+    ensure_coco_split,
+)
+
+# name -> what to generate. Train and val differ only in seed and size.
+SYNTHETIC_SPLITS: Dict[str, SyntheticSpec] = {
+    "synthetic_train": SyntheticSpec(num_images=500, seed=1),
+    "synthetic_val": SyntheticSpec(num_images=100, seed=2),
+}
+
+
+def synthetic_metadata() -> dict:
+    """Metadata of every synthetic split: COCO-style classes and the 17 COCO person keypoints."""
+    return dict(
+        thing_classes=list(THING_CLASSES),
+        thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(THING_CLASSES))},
+        keypoint_names=list(COCO_KEYPOINT_NAMES),
+        keypoint_flip_map=list(COCO_KEYPOINT_FLIP_MAP),
+        keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
+        # COCO's per-keypoint OKS sigmas, as pycocotools defines them; read by our evaluator.
+        keypoint_oks_sigmas=[float(s) for s in Params(iouType="keypoints").kpt_oks_sigmas],
+        evaluator_type="coco",
+    )
+
+
+def register_synthetic_split(name: str, spec: SyntheticSpec, root: str) -> None:
+    """Register `name` as the synthetic split `spec`, stored (once generated) under `root`."""
+    json_file = os.path.join(root, f"{name}.json")
+    image_root = os.path.join(root, name)
+
+    def load():
+        ensure_coco_split(spec, root, name)
+        return load_coco_json(json_file, image_root, name)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, **synthetic_metadata())
+
+
+def register_all_synthetic(root: str) -> None:
+    for name, spec in SYNTHETIC_SPLITS.items():
+        register_synthetic_split(name, spec, os.path.join(root, "synthetic"))
+
+
+register_all_synthetic(os.getenv("DETECTRON2_DATASETS", "datasets"))

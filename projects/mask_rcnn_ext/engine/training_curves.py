@@ -1,0 +1,49 @@
+"""Plots the losses and learning rate that detectron2's JSONWriter logs to OUTPUT_DIR/metrics.json."""
+import json
+from typing import Dict, List
+
+
+def read_metrics(metrics_json: str) -> List[Dict]:
+    """The records of detectron2's metrics.json (one JSON object per line), training records only.
+
+    A run resumed from a checkpoint logs some iterations twice: the later record wins."""
+    by_iteration = {}
+    with open(metrics_json) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            record = json.loads(line)
+            if "iteration" in record and "total_loss" in record:
+                by_iteration[record["iteration"]] = record
+    return [by_iteration[i] for i in sorted(by_iteration)]
+
+
+def plot_training_curves(metrics_json: str, png_path: str) -> None:
+    """Save a figure of every `loss_*`/`total_loss` (log scale) and of `lr` against iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_json)
+    if not records:
+        raise ValueError(f"{metrics_json} holds no training records (iteration + total_loss)")
+    iterations = [r["iteration"] for r in records]
+    loss_keys = sorted({k for r in records for k in r if k == "total_loss" or k.startswith("loss_")})
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=(3, 1))
+    for key in loss_keys:
+        ax_loss.plot(iterations, [r.get(key, float("nan")) for r in records], label=key,
+                     linewidth=2.0 if key == "total_loss" else 1.0)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss (median over the logging window)")
+    ax_loss.legend(fontsize=8, ncol=2)
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(iterations, [r.get("lr", float("nan")) for r in records], color="black")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("iteration")
+    ax_lr.grid(alpha=0.3)
+    fig.suptitle(metrics_json)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Train or evaluate a mask_rcnn_ext model with detectron2's standard arguments.
+
+    tools/train_net.py --config-file configs/Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml
+    tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+    tools/train_net.py --config-file CFG --resume          # continue from OUTPUT_DIR/last_checkpoint
+    tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+
+Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS sigmas from the
+dataset); results are also written to OUTPUT_DIR/eval_results.json.
+"""
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+from mask_rcnn_ext import Trainer, build_config
+
+
+def setup(args):
+    cfg = build_config(args.config_file, args.opts)
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
