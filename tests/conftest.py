@@ -9,3 +9,52 @@ SYNTHETIC_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "mask_keypoint_rcnn_R1
 
 if TOOLS_DIR not in sys.path:  # the tools are scripts, imported by the tests that exercise them
     sys.path.insert(0, TOOLS_DIR)
+
+
+import subprocess  # noqa: E402  (fixtures below run the tools as users do, in subprocesses)
+
+import pytest  # noqa: E402
+
+# The short schedule of the shared training run: long enough that every head learns something
+# measurable, short enough for CI (about 3 minutes on 2 cores).
+SHORT_SCHEDULE = [
+    "SOLVER.MAX_ITER", "150",
+    "SOLVER.WARMUP_ITERS", "50",
+    "SOLVER.STEPS", "(130,)",
+    "SOLVER.CHECKPOINT_PERIOD", "100",
+    "SEED", "7",
+]  # fmt: skip
+
+
+def run_tool(script: str, args, env_overrides: dict, log_path: str) -> subprocess.CompletedProcess:
+    """Run tools/<script> with `args`; its output goes to `log_path`, shown if it fails."""
+    env = dict(os.environ, **env_overrides)
+    with open(log_path, "w") as log:
+        result = subprocess.run(
+            [sys.executable, os.path.join(TOOLS_DIR, script), *map(str, args)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    if result.returncode not in (0, 2):
+        with open(log_path) as log:
+            pytest.fail(f"tools/{script} exited {result.returncode}:\n{log.read()[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def datasets_env(tmp_path_factory) -> dict:
+    """Environment for tools run by tests: the synthetic splits generated once, in a temp folder."""
+    return {"DETECTRON2_DATASETS": str(tmp_path_factory.mktemp("datasets"))}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, datasets_env) -> str:
+    """OUTPUT_DIR of one seeded short training + evaluation of the synthetic config by
+    tools/train_net.py. Tests must not write into it (copy it first)."""
+    output_dir = str(tmp_path_factory.mktemp("trained_run"))
+    run_tool(
+        "train_net.py",
+        ["--config-file", SYNTHETIC_CONFIG, *SHORT_SCHEDULE, "OUTPUT_DIR", output_dir],
+        datasets_env,
+        os.path.join(output_dir, "stdout.log"),
+    )
+    return output_dir

@@ -7,8 +7,8 @@ machine. An image holds:
   rectangles, dots) in the same colours the objects use, so colour alone never tells an object;
 * 2-8 objects of six shape classes told apart by outline only: star, crescent, ring (with a
   hole), Fourier blob, rounded cross, horseshoe; random colour/texture, rotation, aspect and
-  size (14-130 px), some cut by the image border;
-* often 1-2 person stick figures (50-220 px tall) carrying the 17 COCO keypoints. About 80% face
+  size (20-140 px), some cut by the image border;
+* often 1-2 person stick figures (60-220 px tall) carrying the 17 COCO keypoints. About 80% face
   the camera (the person's left is on the image's right; a face is drawn), the rest show their
   back (mirrored left/right; eyes and nose unlabelled, v=0). A keypoint covered by a later object
   is labelled v=1, one outside the image is v=0 with x=y=0, as in COCO.
@@ -98,9 +98,9 @@ class SyntheticSpec:
     min_objects: int = 2
     max_objects: int = 8
     person_probability: float = 0.6
-    min_object_size: int = 14
-    max_object_size: int = 130
-    min_person_height: int = 50
+    min_object_size: int = 20
+    max_object_size: int = 140
+    min_person_height: int = 60
     max_person_height: int = 220
     min_visible_fraction: float = 0.4
     min_visible_pixels: int = 25
@@ -163,11 +163,11 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     pattern = _pattern_mask(rng, h, w, kind, int(rng.integers(8, 40)))
     image = np.where(pattern[..., None], second, first).astype(np.float32)
     # Mute the pattern towards grey so objects usually (not always) stand out from it.
-    image = 0.5 * image + 0.5 * 128
+    image = 0.35 * image + 0.65 * 128
     image *= (0.6 + 0.8 * _smooth_noise(rng, h, w, 48))[..., None]
     image += rng.normal(0, 6, size=image.shape)
     image = image.clip(0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(4, 16))):
+    for _ in range(int(rng.integers(3, 11))):
         colour = tuple(int(c) for c in _colour(rng))
         kind = rng.integers(3)
         x, y = int(rng.integers(w)), int(rng.integers(h))
