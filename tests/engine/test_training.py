@@ -1,4 +1,4 @@
-"""One short seeded training by tools/train_net.py (the `trained_run` fixture): the model learns,
+"""The demo's training run by tools/train_net.py (the `trained_run` fixture): the model learns,
 evaluates with COCO metrics, checkpoints, reloads and resumes."""
 import json
 import os
@@ -11,9 +11,9 @@ import torch
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.training_curves import read_metrics
 
-from conftest import SHORT_SCHEDULE, SYNTHETIC_CONFIG, run_tool
+from conftest import TRAINING_OPTS, SYNTHETIC_CONFIG, run_tool
 
-# Floors a little under what the 150-iteration run reaches (README "Results" has the measured
+# Floors a little under what this run reaches (README "Results" has the measured
 # values); a model that stops learning any of the three tasks falls below them.
 AP_FLOORS = {"bbox": 0.0, "segm": 0.0, "keypoints": 0.0}
 
@@ -31,7 +31,7 @@ def _logged_iterations(metrics_json: Path):
 def test_losses_fall(trained_run):
     records = read_metrics(os.path.join(trained_run, "metrics.json"))
     first, last = records[0], records[-1]
-    assert last["iteration"] == 149
+    assert last["iteration"] == 999
     assert last["total_loss"] < first["total_loss"]
     assert last["loss_mask"] < 0.9 * first["loss_mask"]
     assert last["loss_rpn_cls"] < 0.5 * first["loss_rpn_cls"]
@@ -48,10 +48,11 @@ def test_checkpoint_holds_weights_and_state(trained_run):
     with open(os.path.join(trained_run, "last_checkpoint")) as f:
         assert f.read().strip() == "model_final.pth"
     checkpoint = torch.load(os.path.join(trained_run, "model_final.pth"), weights_only=True)
-    assert checkpoint["iteration"] == 149
-    assert {"model", "optimizer", "scheduler"} <= set(checkpoint)
+    assert checkpoint["iteration"] == 999
+    assert {"model", "trainer", "iteration"} <= set(checkpoint)
+    assert {"optimizer", "scheduler"} <= set(checkpoint["trainer"])  # what --resume needs
     assert any(k.startswith("roi_heads.keypoint_head.") for k in checkpoint["model"])
-    assert os.path.exists(os.path.join(trained_run, "model_0000099.pth"))  # CHECKPOINT_PERIOD 100
+    assert os.path.exists(os.path.join(trained_run, "model_0000499.pth"))  # CHECKPOINT_PERIOD 500
 
 
 def test_eval_only_reproduces_the_final_evaluation(trained_run, datasets_env, tmp_path):
@@ -69,14 +70,14 @@ def test_resume_continues_from_the_last_checkpoint(trained_run, datasets_env, tm
     shutil.copytree(trained_run, resumed)
     run_tool(
         "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--resume", *SHORT_SCHEDULE, "SOLVER.MAX_ITER", "160",
+        ["--config-file", SYNTHETIC_CONFIG, "--resume", *TRAINING_OPTS, "SOLVER.MAX_ITER", "1010",
          "DATASETS.TEST", "()", "OUTPUT_DIR", resumed],
         datasets_env, tmp_path / "stdout.log",
     )  # fmt: skip
     checkpoint = torch.load(resumed / "model_final.pth", weights_only=True)
-    assert checkpoint["iteration"] == 159
+    assert checkpoint["iteration"] == 1009
     before, after = (_logged_iterations(d / "metrics.json") for d in (Path(trained_run), resumed))
     assert after[: len(before)] == before
     appended = after[len(before) :]
-    # Only iterations after 149 were trained again: training went on from the checkpoint.
-    assert appended and min(appended) >= 150 and max(appended) == 159
+    # Only iterations after 999 were trained again: training went on from the checkpoint.
+    assert appended and min(appended) >= 1000 and max(appended) == 1009

@@ -7,15 +7,16 @@ machine. An image holds:
   rectangles, dots) in the same colours the objects use, so colour alone never tells an object;
 * 2-8 objects of six shape classes told apart by outline only: star, crescent, ring (with a
   hole), Fourier blob, rounded cross, horseshoe; random colour/texture, rotation, aspect and
-  size (20-140 px), some cut by the image border;
+  size (24-140 px), some cut by the image border;
 * often 1-2 person stick figures (60-220 px tall) carrying the 17 COCO keypoints. About 80% face
   the camera (the person's left is on the image's right; a face is drawn), the rest show their
   back (mirrored left/right; eyes and nose unlabelled, v=0). A keypoint covered by a later object
   is labelled v=1, one outside the image is v=0 with x=y=0, as in COCO.
 
 Objects are composited in order; each annotation's mask is the instance's *visible* part, so the
-masks partition the image's foreground exactly. Placements that would leave an earlier instance
-less than `min_visible_fraction` visible are re-drawn. Masks are written as a COCO polygon when
+masks partition the image's foreground exactly. A placement is re-drawn when it would leave any
+instance (itself included: the image border cuts too) with less than `min_visible_fraction` of
+its whole area in view. Masks are written as a COCO polygon when
 the visible part is one simple region and the polygon reproduces it pixel for pixel, else as RLE
 (rings, fragments left by occlusion); either way the annotation decodes to exactly the mask.
 """
@@ -98,7 +99,7 @@ class SyntheticSpec:
     min_objects: int = 2
     max_objects: int = 8
     person_probability: float = 0.6
-    min_object_size: int = 20
+    min_object_size: int = 24
     max_object_size: int = 140
     min_person_height: int = 60
     max_person_height: int = 220
@@ -141,7 +142,7 @@ def object_texture(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarray
     that annotated pixels carry their object's colours.
     """
     first = _colour(rng)
-    kind = rng.choice(["flat", "stripes", "checks", "blotches"])
+    kind = rng.choice(["flat", "stripes", "checks", "blotches"], p=[0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])
     if kind == "flat":
         base = np.broadcast_to(first, (h, w, 3)).copy()
         palette = [first]
@@ -149,7 +150,7 @@ def object_texture(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarray
         second = _colour(rng)
         while np.array_equal(second, first):
             second = _colour(rng)
-        base = np.where(_pattern_mask(rng, h, w, kind, int(rng.integers(3, 10)))[..., None], second, first)
+        base = np.where(_pattern_mask(rng, h, w, kind, int(rng.integers(4, 12)))[..., None], second, first)
         palette = [first, second]
     noise = rng.integers(-TEXTURE_NOISE, TEXTURE_NOISE + 1, size=(h, w, 3), dtype=np.int16)
     texture = (base + noise).clip(0, 255).astype(np.uint8)
@@ -163,11 +164,11 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     pattern = _pattern_mask(rng, h, w, kind, int(rng.integers(8, 40)))
     image = np.where(pattern[..., None], second, first).astype(np.float32)
     # Mute the pattern towards grey so objects usually (not always) stand out from it.
-    image = 0.35 * image + 0.65 * 128
+    image = 0.25 * image + 0.75 * 128
     image *= (0.6 + 0.8 * _smooth_noise(rng, h, w, 48))[..., None]
     image += rng.normal(0, 6, size=image.shape)
     image = image.clip(0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(3, 11))):
+    for _ in range(int(rng.integers(2, 9))):
         colour = tuple(int(c) for c in _colour(rng))
         kind = rng.integers(3)
         x, y = int(rng.integers(w)), int(rng.integers(h))
@@ -241,15 +242,24 @@ def _shape_parts(rng: np.random.Generator, shape: str) -> List[Tuple[np.ndarray,
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _rasterize(parts, h: int, w: int, size: float, angle: float, aspect: float, centre) -> np.ndarray:
-    """(h, w) bool mask of `parts` scaled to diameter `size`, stretched, rotated and placed."""
+def _crop(canvas: np.ndarray, pad: int, h: int, w: int) -> Tuple[np.ndarray, int]:
+    """The image part of a canvas drawn with `pad` pixels around the image, and the pixel count of
+    everything drawn, in the image or not (what visibility fractions are measured against)."""
+    return canvas[pad : pad + h, pad : pad + w], int(np.count_nonzero(canvas))
+
+
+def _rasterize(parts, h: int, w: int, pad: int, size: float, angle: float, aspect: float, centre):
+    """`parts` scaled to diameter `size`, stretched, rotated and placed at `centre` (image pixels).
+
+    Returns the (h, w) bool mask inside the image and the whole shape's area (see `_crop`)."""
     c, s = math.cos(angle), math.sin(angle)
     transform = np.array([[c, -s], [s, c]]) @ np.diag([aspect, 1.0 / aspect]) * (size / 2)
-    mask = np.zeros((h, w), np.uint8)
+    canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
     for polygon, value in parts:
-        pixels = polygon @ transform.T + np.asarray(centre)
-        cv2.fillPoly(mask, [np.round(pixels * 16).astype(np.int32)], value, shift=4)
-    return mask.astype(bool)
+        pixels = polygon @ transform.T + np.asarray(centre) + pad
+        cv2.fillPoly(canvas, [np.round(pixels * 16).astype(np.int32)], value, shift=4)
+    mask, whole_area = _crop(canvas, pad, h, w)
+    return mask.astype(bool), whole_area
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,43 +298,47 @@ def _person_keypoints(rng: np.random.Generator, height: float, facing_camera: bo
     return k
 
 
-def _draw_person(rng, h: int, w: int, height: float, facing_camera: bool, angle: float, foot):
-    """Draw a stick figure. Returns (mask (h, w) bool, texture (h, w, 3), palette, keypoints (17, 2) int).
+def _draw_person(rng, h: int, w: int, pad: int, height: float, facing_camera: bool, angle: float, foot):
+    """Draw a stick figure standing on `foot` (image pixels).
 
-    Keypoints are integer pixel indices, the COCO convention: they lie on drawn pixels.
+    Returns the (h, w) bool mask inside the image, the whole figure's area (see `_crop`), its
+    (h, w, 3) texture and palette, and its (17, 2) int keypoints: integer pixel indices (the COCO
+    convention) that lie on drawn pixels; some may be outside the image.
     """
     local = _person_keypoints(rng, height, facing_camera)
     c, s = math.cos(angle), math.sin(angle)
     keypoints = np.round(local @ np.array([[c, -s], [s, c]]).T + np.asarray(foot)).astype(int)
+    on_canvas = keypoints + pad
     head_r = max(2, int(round(0.07 * height)))
     limb = max(2, int(round(0.045 * height)))
     skin, hair, trousers = _colour(rng), _colour(rng), _colour(rng)
-    kp = {name: tuple(int(v) for v in keypoints[i]) for name, i in _KP.items()}
+    kp = {name: tuple(int(v) for v in on_canvas[i]) for name, i in _KP.items()}
     # Each body part is drawn into its own label image: 1 head, 2 shirt, 3 trousers, 4 face marks.
-    labels = np.zeros((h, w), np.uint8)
+    canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
     neck = tuple((np.add(kp["left_shoulder"], kp["right_shoulder"]) // 2).tolist())
     head_centre = tuple((np.add(kp["left_ear"], kp["right_ear"]) // 2).tolist())
-    cv2.line(labels, head_centre, neck, 2, limb)
+    cv2.line(canvas, head_centre, neck, 2, limb)
     for side in ("left", "right"):
-        cv2.line(labels, kp[f"{side}_hip"], kp[f"{side}_knee"], 3, limb)
-        cv2.line(labels, kp[f"{side}_knee"], kp[f"{side}_ankle"], 3, limb)
+        cv2.line(canvas, kp[f"{side}_hip"], kp[f"{side}_knee"], 3, limb)
+        cv2.line(canvas, kp[f"{side}_knee"], kp[f"{side}_ankle"], 3, limb)
     torso = np.array([kp["left_shoulder"], kp["right_shoulder"], kp["right_hip"], kp["left_hip"]], np.int32)
-    cv2.fillPoly(labels, [torso], 2)
+    cv2.fillPoly(canvas, [torso], 2)
     for side in ("left", "right"):
-        cv2.line(labels, kp[f"{side}_shoulder"], kp[f"{side}_elbow"], 2, limb)
-        cv2.line(labels, kp[f"{side}_elbow"], kp[f"{side}_wrist"], 2, limb)
-    cv2.circle(labels, head_centre, head_r, 1, -1)
+        cv2.line(canvas, kp[f"{side}_shoulder"], kp[f"{side}_elbow"], 2, limb)
+        cv2.line(canvas, kp[f"{side}_elbow"], kp[f"{side}_wrist"], 2, limb)
+    cv2.circle(canvas, head_centre, head_r, 1, -1)
     if facing_camera:
         dot = max(1, head_r // 5)
         for name in ("left_eye", "right_eye", "nose"):
-            cv2.circle(labels, kp[name], dot, 4, -1)
+            cv2.circle(canvas, kp[name], dot, 4, -1)
+    labels, whole_area = _crop(canvas, pad, h, w)
     texture, palette = object_texture(rng, h, w)  # the shirt's
     colours = {1: skin if facing_camera else hair, 3: trousers, 4: np.array((20, 20, 20))}
     noise = rng.integers(-TEXTURE_NOISE, TEXTURE_NOISE + 1, size=(h, w, 3), dtype=np.int16)
     for label, colour in colours.items():
         texture[labels == label] = (colour + noise[labels == label]).clip(0, 255).astype(np.uint8)
         palette.append(tuple(int(v) for v in colour))
-    return labels > 0, texture, palette, keypoints
+    return labels > 0, whole_area, texture, palette, keypoints
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,28 +354,34 @@ def _log_uniform(rng, low: float, high: float) -> float:
 
 
 def _propose_instance(rng, spec: SyntheticSpec, category: str, h: int, w: int) -> dict:
-    """One instance drawn at a random place: mask (h, w) bool, texture, palette, keypoints."""
+    """One instance drawn at a random place, possibly partly outside the image.
+
+    Returns a dict with "mask" ((h, w) bool, the part inside the image), "whole_area" (pixels of
+    the whole instance), "texture", "palette" and, for people, "keypoints" and "facing_camera".
+    """
+    pad = spec.max_person_height  # room around the image for any instance's outside part
     if category == PERSON_CLASS:
         height = _log_uniform(rng, spec.min_person_height, min(spec.max_person_height, 0.95 * h))
         facing_camera = bool(rng.random() < 0.8)
         # Feet may be below the image (legs cut off); the body may leave it sideways.
         foot = (rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(0.6 * height, h + 0.3 * height))
-        mask, texture, palette, keypoints = _draw_person(
-            rng, h, w, height, facing_camera, rng.uniform(-0.25, 0.25), foot
+        mask, whole_area, texture, palette, keypoints = _draw_person(
+            rng, h, w, pad, height, facing_camera, rng.uniform(-0.25, 0.25), foot
         )
-        return dict(category=category, mask=mask, texture=texture, palette=palette,
+        return dict(category=category, mask=mask, whole_area=whole_area, texture=texture, palette=palette,
                     keypoints=keypoints, facing_camera=facing_camera)  # fmt: skip
     size = _log_uniform(rng, spec.min_object_size, spec.max_object_size)
     centre = (rng.uniform(-0.1 * size, w + 0.1 * size), rng.uniform(-0.1 * size, h + 0.1 * size))
     parts = _shape_parts(rng, category)
-    mask = _rasterize(parts, h, w, size, rng.uniform(0, 2 * math.pi), rng.uniform(0.8, 1.25), centre)
+    mask, whole_area = _rasterize(parts, h, w, pad, size, rng.uniform(0, 2 * math.pi), rng.uniform(0.8, 1.25), centre)
     texture, palette = object_texture(rng, h, w)
-    return dict(category=category, mask=mask, texture=texture, palette=palette)
+    return dict(category=category, mask=mask, whole_area=whole_area, texture=texture, palette=palette)
 
 
-def _visible_enough(spec: SyntheticSpec, visible: np.ndarray, full_area: int) -> bool:
+def _visible_enough(spec: SyntheticSpec, visible: np.ndarray, whole_area: int) -> bool:
+    """Whether the `visible` pixels of an instance of `whole_area` pixels are enough to annotate."""
     area = int(visible.sum())
-    return area >= spec.min_visible_pixels and area >= spec.min_visible_fraction * full_area
+    return area >= spec.min_visible_pixels and area >= spec.min_visible_fraction * whole_area
 
 
 def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dict]]:
@@ -389,13 +409,14 @@ def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dic
         for _ in range(_PLACEMENT_TRIES):
             candidate = _propose_instance(rng, spec, category, h, w)
             full = candidate["mask"]
-            if not _visible_enough(spec, full, int(full.sum())) or not all(
-                _visible_enough(spec, p["visible_mask"] & ~full, p["full_area"]) for p in placed
+            # Border and occlusion both count: each instance keeps enough of its whole self in view.
+            if not _visible_enough(spec, full, candidate["whole_area"]) or not all(
+                _visible_enough(spec, p["visible_mask"] & ~full, p["whole_area"]) for p in placed
             ):
                 continue
             for p in placed:
                 p["visible_mask"] &= ~full
-            candidate.update(visible_mask=full.copy(), full_area=int(full.sum()))
+            candidate["visible_mask"] = full.copy()
             image[full] = candidate["texture"][full]
             placed.append(candidate)
             break
