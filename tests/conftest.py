@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests run on CPU, seeded; the slow ones share one short training run."""
+"""Shared fixtures. Tests run on CPU, seeded; the slow ones share one training run."""
 import os
 import sys
 
@@ -14,10 +14,6 @@ if TOOLS_DIR not in sys.path:  # the tools are scripts, imported by the tests th
 import subprocess  # noqa: E402  (fixtures below run the tools as users do, in subprocesses)
 
 import pytest  # noqa: E402
-
-# The shared training run is the demo's: the synthetic config's own schedule (about 10 minutes
-# on 2 cores), so its AP floors guard what `make demo` reports. Seeded.
-TRAINING_OPTS = ["SEED", "7"]
 
 
 def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exit_codes=(0,)) -> int:
@@ -43,12 +39,15 @@ def datasets_env(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, datasets_env) -> str:
-    """OUTPUT_DIR of one seeded training + evaluation of the synthetic config by
-    tools/train_net.py. Tests must not write into it (copy it first)."""
+    """OUTPUT_DIR of one training + evaluation of the synthetic config by tools/train_net.py.
+
+    It is the demo's run: the config as it stands, with its schedule (about 10 minutes on 2 cores)
+    and SEED, so the AP floors guard what `make demo` reports. Tests must not write into it (copy it first).
+    """
     output_dir = str(tmp_path_factory.mktemp("trained_run"))
     run_tool(
         "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, *TRAINING_OPTS, "OUTPUT_DIR", output_dir],
+        ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", output_dir],
         datasets_env,
         os.path.join(output_dir, "stdout.log"),
     )

@@ -208,7 +208,9 @@ def apply_fixes(source_root: Path, fixes: List[SourceFix]) -> None:
 
 def build_wheel_from_sdist(cache_dir: Path) -> Path:
     """Return the fixed detectron2 wheel, building it from the verified sdist if not cached."""
-    wheel_dir = cache_dir / "wheels"
+    # Keyed by the fixes, so that editing them rebuilds instead of reusing a stale wheel.
+    fixes_digest = hashlib.sha256(repr((SDIST_FIXES, EXTENSION_STANDIN)).encode()).hexdigest()[:12]
+    wheel_dir = cache_dir / f"wheels-{fixes_digest}"
     wheels = sorted(wheel_dir.glob("detectron2-*.whl"))
     if wheels:
         return wheels[-1]
