@@ -1,4 +1,4 @@
-# make setup | demo | test — see README.md. Every target sets up first if needed.
+# make setup | demo | test | bench — see README.md. Every target sets up first if needed.
 PYTHON_BASE ?= python3
 VENV ?= .venv
 # e.g. VENV_FLAGS=--system-site-packages to reuse a torch/detectron2 installed outside the venv
@@ -12,7 +12,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PIP_PIN := pip==25.2
 STAMP := $(VENV)/.mask_rcnn_ext-setup
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+# Speed of the synthetic config against detectron2's stock R18-FPN (tools/benchmark.py --help).
+bench: setup
+	$(PY) tools/benchmark.py $(BENCH_ARGS)
 
 clean:
 	rm -rf output .pytest_cache
