@@ -14,10 +14,10 @@ Prints one row per model and the ratios ours / reference (below 1: ours is cheap
 """
 import argparse
 import itertools
-import json
+import os
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import torch
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
@@ -26,8 +26,9 @@ from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import build_config
+from mask_rcnn_ext.io_utils import write_json_atomically
 
-DEFAULT_CONFIG = "configs/Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml"
+from run_demo import DEFAULT_CONFIG  # the demo's model is the one measured by default
 REFERENCE_BACKBONE_OPTS = [
     "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone",
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "64",
@@ -40,7 +41,7 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(step: Callable[[], None], inputs: List, warmup: int, device: str) -> float:
+def median_seconds(step: Callable[[Any], None], inputs: List, warmup: int, device: str) -> float:
     """Median wall time of `step(x)` over `inputs`, after `warmup` untimed calls on the first ones."""
     for x in inputs[:warmup]:
         step(x)
@@ -97,7 +98,12 @@ def main() -> None:
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args()
+    if args.iters < 1 or args.warmup < 0:
+        parser.error(f"--iters must be >= 1 and --warmup >= 0 (got {args.iters} and {args.warmup})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device")
     setup_logger(name="mask_rcnn_ext")
+    config_name = os.path.relpath(args.config_file)
 
     opts = list(args.opts) + ["MODEL.DEVICE", args.device, "DATALOADER.NUM_WORKERS", "0"]
     configs = {
@@ -105,6 +111,8 @@ def main() -> None:
         "reference": build_config(args.config_file, opts + REFERENCE_BACKBONE_OPTS),
     }
     ours = configs["ours"]
+    if not ours.DATASETS.TEST:
+        parser.error(f"{config_name}: DATASETS.TEST is empty; inference is timed on its first dataset")
     # The same inputs for both models: the first batches of the training loader, the first val images.
     train_batches = list(itertools.islice(build_detection_train_loader(ours), args.iters))
     test_images = [b[0] for b in itertools.islice(build_detection_test_loader(ours, ours.DATASETS.TEST[0]), args.iters)]
@@ -112,7 +120,7 @@ def main() -> None:
     rows = {name: measure(cfg, train_batches, test_images, args.warmup) for name, cfg in configs.items()}
     ratios = {key: rows["ours"][key] / rows["reference"][key] for key in rows["ours"]}
 
-    print(f"\n{args.config_file} on {args.device}: {args.iters} training iterations "
+    print(f"\n{config_name} on {args.device}: {args.iters} training iterations "
           f"(batch {ours.SOLVER.IMS_PER_BATCH}) and {args.iters} test images, medians")
     keys = list(rows["ours"])
     print(f"{'':<16}" + "".join(f"{k:>20}" for k in keys))
@@ -120,8 +128,7 @@ def main() -> None:
         print(f"{name:<16}" + "".join(f"{row[k]:>20.4f}" for k in keys))
     print(f"{'ours/reference':<16}" + "".join(f"{ratios[k]:>20.3f}" for k in keys))
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump({"config": args.config_file, "device": args.device, "rows": rows, "ratios": ratios}, f, indent=2)
+        write_json_atomically(args.output, {"config": config_name, "device": args.device, "rows": rows, "ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """tools/benchmark.py runs both models on the same inputs and compares them."""
 import json
 
+import pytest
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
@@ -24,3 +25,16 @@ def test_benchmark_compares_ours_with_detectron2_stock_backbone(datasets_env, tm
     assert 0.25 < report["ratios"]["params_M"] < 0.4
     for row in report["rows"].values():
         assert row["train_s_per_iter"] > 0 and row["infer_s_per_image"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--iters", "0"], "--iters must be >= 1"),
+        (["DATASETS.TEST", "()"], "DATASETS.TEST is empty"),
+    ],
+)
+def test_benchmark_refuses_bad_arguments_before_any_work(datasets_env, tmp_path, args, message):
+    log = tmp_path / "log"
+    run_tool("benchmark.py", args, datasets_env, log, expected_exit_codes=(2,))
+    assert message in log.read_text()

@@ -52,7 +52,9 @@ class Trainer(DefaultTrainer):
         if INNER_TRAINER_KEY in state_dict:
             self._trainer.load_state_dict(state_dict[INNER_TRAINER_KEY])
         else:
-            logger.warning("Checkpoint has no optimizer state (saved by detectron2 v0.6?); SGD momentum restarts at zero.")
+            logger.warning(
+                "Checkpoint has no optimizer state (saved by detectron2 v0.6?); SGD momentum restarts at zero."
+            )
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
