@@ -1,4 +1,4 @@
-# make setup | demo | test | bench — see README.md. Every target sets up first if needed.
+# make setup | demo | test | bench | ablate — see README.md. Every target sets up first if needed.
 PYTHON_BASE ?= python3
 VENV ?= .venv
 # e.g. VENV_FLAGS=--system-site-packages to reuse a torch/detectron2 installed outside the venv
@@ -12,7 +12,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PIP_PIN := pip==25.2
 STAMP := $(VENV)/.mask_rcnn_ext-setup
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench ablate clean
 
 setup: $(STAMP)
 
@@ -35,9 +35,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests
 
-# Speed of the synthetic config against detectron2's stock R18-FPN (tools/benchmark.py --help).
+# Speed of the synthetic config against detectron2's stock R18-FPN (tools/benchmark.py --help), then of
+# every mask head and RoI feature op against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help).
 bench: setup
 	$(PY) tools/benchmark.py $(BENCH_ARGS)
+	$(PY) tools/benchmark_heads.py $(BENCH_ARGS)
+
+# The CPU-scale Table 2 (tools/ablate.py --help; about an hour on 2 cores, ABLATE_ARGS=--quick for minutes).
+ablate: setup
+	$(PY) tools/ablate.py $(ABLATE_ARGS)
 
 clean:
 	rm -rf output .pytest_cache

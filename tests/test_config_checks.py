@@ -52,3 +52,41 @@ def test_coco_backend_choice():
     assert use_fast_coco_eval("auto") is has_detectron2_extension()
     with pytest.raises(ValueError, match="COCO_BACKEND='nope'"):
         use_fast_coco_eval("nope")
+
+
+ABLATION_FPN = SYNTHETIC_CONFIG.replace("mask_keypoint_rcnn_R18_GN_FPN.yaml", "Ablation/mask_rcnn_R18_FPN.yaml")
+ABLATION_C4 = SYNTHETIC_CONFIG.replace("mask_keypoint_rcnn_R18_GN_FPN.yaml", "Ablation/mask_rcnn_R18_C4.yaml")
+
+
+@pytest.mark.parametrize(
+    "config, opts, message",
+    [
+        (SYNTHETIC_CONFIG, ["MODEL.ROI_HEADS.NAME", "StandardROIHeads", "MODEL.ROI_MASK_HEAD.POOLER_TYPE", "ROIWarp"],
+         r"MODEL.ROI_MASK_HEAD.POOLER_TYPE='ROIWarp' needs MODEL.ROI_HEADS.NAME 'AnyPoolerROIHeads'"),
+        (SYNTHETIC_CONFIG, ["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIBogus"],
+         r"MODEL.ROI_BOX_HEAD.POOLER_TYPE='ROIBogus' is not a registered RoI feature op; known: \['ROIAlign', "),
+        (SYNTHETIC_CONFIG, ["MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE", "ROIAlignMax", "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", "0"],
+         r"MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE='ROIAlignMax' needs MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO > 0"),
+        (ABLATION_FPN, ["MASK_RCNN_EXT.MASK_HEAD.LOSS", "dice"], r"MASK_RCNN_EXT.MASK_HEAD.LOSS='dice': expected one of \['sigmoid', 'softmax'\]"),
+        (ABLATION_FPN, ["MASK_RCNN_EXT.MASK_HEAD.LOSS", "softmax", "MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK", "True"],
+         r"CLS_AGNOSTIC_MASK=True with MASK_RCNN_EXT.MASK_HEAD.LOSS='softmax'"),
+        (ABLATION_FPN, ["MASK_RCNN_EXT.MASK_HEAD.LOSS", "softmax", "MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead"],
+         r"MODEL.ROI_MASK_HEAD.NAME='MaskRCNNConvUpsampleHead' would train with a sigmoid loss instead"),
+        (ABLATION_FPN, ["MODEL.ROI_MASK_HEAD.NAME", "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[]"],
+         r"MLP_FC_DIMS is empty"),
+        (ABLATION_C4, ["MODEL.ROI_HEADS.IN_FEATURES", "['res3', 'res4']", "MASK_RCNN_EXT.RES5_HEAD.STRIDE", "3"],
+         r"a C4 model pools from one feature map\n  - MASK_RCNN_EXT.RES5_HEAD.STRIDE=3"),
+        (ABLATION_C4, ["MODEL.ROI_HEADS.NAME", "NoSuchROIHeads"], r"MODEL.ROI_HEADS.NAME='NoSuchROIHeads' is not registered"),
+    ],
+)
+def test_inconsistent_model_keys_are_refused_before_building(config, opts, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(config, opts)
+
+
+@pytest.mark.parametrize("config", [SYNTHETIC_CONFIG, ABLATION_FPN, ABLATION_C4])
+def test_refused_keys_are_all_listed_at_once(config):
+    cfg = build_config(config, freeze=False)
+    assert config_errors(cfg) == []
+    cfg.merge_from_list(["MASK_RCNN_EXT.MASK_HEAD.LOSS", "dice", "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIBogus"])
+    assert len(config_errors(cfg)) == 2

@@ -12,3 +12,18 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     # "detectron2_fast" (detectron2's C++ COCOeval; needs a detectron2 built with its extension),
     # or "auto": the fast one when the extension is there, else pycocotools. Same numbers.
     cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND = "auto"
+
+    # Read by our mask heads (FCNMaskHead, MLPMaskHead and subclasses of BaseMaskHead).
+    # Class-agnostic masks are detectron2's MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK.
+    cfg.MASK_RCNN_EXT.MASK_HEAD = CN()
+    # "sigmoid": per-class binary masks, average binary cross-entropy of the gt class (the paper);
+    # "softmax": per-pixel softmax over classes + background, multinomial loss (Table 2(b)).
+    cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS = "sigmoid"
+    # MLPMaskHead's hidden fc widths (Table 2(e): [1024, 1024] or [1024, 1024, 1024]).
+    cfg.MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS = [1024, 1024]
+
+    # Read by AnyPoolerRes5ROIHeads (C4 models).
+    cfg.MASK_RCNN_EXT.RES5_HEAD = CN()
+    # Stride of res5's first block: 2 as detectron2 (RoIs pooled 14x14), 1 as the paper's
+    # Figure 4 (RoIs pooled 7x7). res5 outputs 7x7 either way.
+    cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE = 2

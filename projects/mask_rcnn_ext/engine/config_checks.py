@@ -1,4 +1,5 @@
-"""Checks, before any data is loaded, that a config agrees with the datasets it names.
+"""Checks, before any data is loaded or model built, that a config agrees with the datasets it
+names and that the model keys make sense together (`modeling/config_checks.py`).
 
 A mismatch (say NUM_CLASSES or NUM_KEYPOINTS against the dataset's classes and keypoints) would
 otherwise surface as a shape error or silently wrong numbers hours into training.
@@ -8,10 +9,13 @@ from typing import List
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..modeling.config_checks import model_config_errors
+
 
 def config_errors(cfg: CfgNode) -> List[str]:
-    """Every disagreement between `cfg` and the metadata of its DATASETS.TRAIN/TEST, as messages."""
-    errors = []
+    """Every inconsistency among `cfg`'s model keys and every disagreement between `cfg` and the
+    metadata of its DATASETS.TRAIN/TEST, as messages."""
+    errors = model_config_errors(cfg)
     for key, names in (("DATASETS.TRAIN", cfg.DATASETS.TRAIN), ("DATASETS.TEST", cfg.DATASETS.TEST)):
         for name in names:
             if name not in DatasetCatalog.list():
@@ -53,7 +57,7 @@ def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
 
 
 def check_config(cfg: CfgNode) -> None:
-    """Raise ValueError listing every disagreement between `cfg` and its datasets."""
+    """Raise ValueError listing every problem `config_errors` finds."""
     errors = config_errors(cfg)
     if errors:
-        raise ValueError("The config does not match its datasets:\n  - " + "\n  - ".join(errors))
+        raise ValueError("The config is inconsistent:\n  - " + "\n  - ".join(errors))

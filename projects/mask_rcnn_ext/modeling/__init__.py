@@ -1,4 +1,30 @@
-"""Model components, registered in detectron2's registries on import."""
-from .backbone import build_narrow_resnet, build_narrow_resnet_fpn_backbone
+"""Model components, registered in detectron2's registries on import: backbones, RoI feature ops
+and their pooler, ROI heads and mask heads."""
+from .backbone import build_narrow_resnet, build_narrow_resnet_backbone, build_narrow_resnet_fpn_backbone, build_res5_stage
+from .mask_heads import BaseMaskHead, FCNMaskHead, MLPMaskHead, num_mask_channels
+from .mask_losses import MASK_LOSSES, MaskLoss, mask_targets
+from .poolers import RoIFeaturePooler, build_roi_pooler
+from .roi_feature_ops import ROI_FEATURE_OP_REGISTRY, RoIFeatureOp, roi_align_max, round_rois_to_feature_grid
+from .roi_heads import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
 
-__all__ = ["build_narrow_resnet", "build_narrow_resnet_fpn_backbone"]
+__all__ = [
+    "AnyPoolerROIHeads",
+    "AnyPoolerRes5ROIHeads",
+    "BaseMaskHead",
+    "FCNMaskHead",
+    "MASK_LOSSES",
+    "MLPMaskHead",
+    "MaskLoss",
+    "ROI_FEATURE_OP_REGISTRY",
+    "RoIFeatureOp",
+    "RoIFeaturePooler",
+    "build_narrow_resnet",
+    "build_narrow_resnet_backbone",
+    "build_narrow_resnet_fpn_backbone",
+    "build_res5_stage",
+    "build_roi_pooler",
+    "mask_targets",
+    "num_mask_channels",
+    "roi_align_max",
+    "round_rois_to_feature_grid",
+]

@@ -1,0 +1,62 @@
+"""tools/ablate.py: the CPU-scale Table 2 pipeline end to end (--quick), and its verdicts."""
+import json
+
+import pytest
+
+from ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict
+from conftest import run_tool
+
+
+@pytest.fixture(scope="module")
+def quick_ablation(datasets_env, tmp_path_factory):
+    output = tmp_path_factory.mktemp("ablation")
+    run_tool("ablate.py", ["--quick", "--output-dir", output], datasets_env, output / "log")
+    return output
+
+
+def test_quick_ablation_writes_every_row_and_ordering(quick_ablation):
+    table = (quick_ablation / "table2.md").read_text()
+    for row in ROWS:
+        assert f"| {row.table} | {row.label} |" in table
+    assert table.count("| reproduced") + table.count("| same direction") + table.count("| not reproduced") == len(CLAIMS)
+    assert "| 2(c) | RoIPool (max) | R-50-C4 | 26.9 / 48.8 / 26.4 |" in table  # the paper's numbers beside ours
+    assert (quick_ablation / "table2.png").stat().st_size > 10_000
+    results = json.loads((quick_ablation / "results.json").read_text())
+    assert set(results["summaries"]) == set(RUNS) and results["seeds"] == 1
+    for summary in results["summaries"].values():
+        assert 0 <= summary["segm"]["AP"]["mean"] <= 100
+
+
+def test_runs_start_from_the_pretrained_backbone(quick_ablation):
+    log = (quick_ablation / "runs" / "c5_roipool" / "seed0" / "log.txt").read_text()
+    not_loaded = log.split("not found in the checkpoint")[1].split("Starting training")[0]
+    assert "backbone.res" not in not_loaded and "backbone.stem" not in not_loaded  # res2-res5 all loaded
+    assert "roi_heads.box_predictor" in not_loaded and "roi_heads.mask_head" in not_loaded  # heads start fresh
+
+
+def test_a_second_run_reuses_the_finished_runs(quick_ablation, datasets_env):
+    before = json.loads((quick_ablation / "results.json").read_text())
+    run_tool("ablate.py", ["--quick", "--output-dir", quick_ablation], datasets_env, quick_ablation / "log2")
+    after = json.loads((quick_ablation / "results.json").read_text())
+    assert after["summaries"] == before["summaries"] and after["run_seconds"] == before["run_seconds"]
+
+
+def summaries(first, second, task="segm"):
+    return {name: {task: {"AP": {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}}} for name, v in (("a", first), ("b", second))}
+
+
+@pytest.mark.parametrize(
+    "kind, first, second, verdict",
+    [
+        ("better", [30.0, 31.0], [27.0, 28.5], "reproduced"),
+        ("better", [30.0, 32.0], [29.0, 30.0], "same direction, within seed range"),
+        ("better", [28.0, 28.5], [29.0, 29.2], "not reproduced (reversed)"),
+        ("similar", [30.0, 31.0], [30.4, 30.6], "reproduced (within seed range)"),
+        ("similar", [30.0, 30.2], [28.0, 28.1], "not reproduced (differ beyond seed range)"),
+    ],
+)
+def test_claim_verdicts(kind, first, second, verdict):
+    difference, spread, actual = claim_verdict(Claim("x", "a", "b", kind, 1.0), summaries(first, second))
+    assert actual == verdict
+    assert difference == pytest.approx(sum(first) / len(first) - sum(second) / len(second))
+    assert spread == pytest.approx(max(max(first) - min(first), max(second) - min(second)))

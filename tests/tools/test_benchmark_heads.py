@@ -1,0 +1,29 @@
+"""tools/benchmark_heads.py times every pooler and head beside detectron2's in one run."""
+import json
+
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
+
+from benchmark_heads import HEADS, REFERENCE
+from conftest import run_tool
+
+
+def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
+    output = tmp_path / "heads.json"
+    run_tool("benchmark_heads.py", ["--iters", "1", "--pooler-rois", "16", "--head-rois", "8", "--test-rois", "4", "--image-size", "200", "304", "--output", output], {}, tmp_path / "log")
+    report = json.loads(output.read_text())
+    assert set(report["poolers"]) == {REFERENCE} | {name for name, _ in ROI_FEATURE_OP_REGISTRY}
+    assert set(report["heads"]) == set(HEADS)
+    assert all(value == 1.0 for value in report["head_ratios"][REFERENCE].values())
+    # detectron2's roi_align keeps only the RoIs for backward: no memory ratio describes that
+    assert report["pooler_ratios"][REFERENCE] == {"train_ms": 1.0, "test_ms": 1.0, "saved_MiB": None}
+    for row in list(report["poolers"].values()) + list(report["heads"].values()):
+        assert row["train_ms"] > 0 and row["test_ms"] > 0 and row["saved_MiB"] > 0
+    # same computation, same saved activations: our default path keeps no more than detectron2's
+    assert report["heads"]["FCN sigmoid (default)"]["saved_MiB"] == report["heads"][REFERENCE]["saved_MiB"]
+    assert report["poolers"]["ROIAlignV2"]["saved_MiB"] == report["poolers"][REFERENCE]["saved_MiB"]
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    log = tmp_path / "log"
+    run_tool("benchmark_heads.py", ["--head-rois", "0"], {}, log, expected_exit_codes=(2,))
+    assert "--iters, --pooler-rois, --head-rois and --test-rois must be >= 1" in log.read_text()

@@ -1,0 +1,216 @@
+#!/usr/bin/env python
+"""Time and memory of each mask head and RoI feature op against detectron2's stock ones, side by
+side in one process, at R-50-FPN sizes (`make bench`).
+
+    tools/benchmark_heads.py [--device cpu|cuda] [--iters 5] [--pooler-rois 512] [--head-rois 128]
+                             [--test-rois 100] [--output FILE.json]
+
+Poolers pool 14x14 RoIs (2 samples per bin and axis) from the four FPN levels of an 800x1216
+image (`--image-size`; 256 channels) for the paper's 512 RoIs per training image; heads map (R, 256, 14, 14) RoI
+features to 80 classes' 28x28 masks for the 128 foreground RoIs a mask head trains on (512 at
+1:3). Training: forward, loss (the head's own, on random targets; a pooler's output summed) and
+backward. Test: `--test-rois` RoIs, forward only. Rows are timed in turn, round after round, so
+drift in the machine's speed hits all alike; each figure is a median. Memory: on CUDA the peak
+allocated by a training step; on the CPU the bytes autograd keeps for backward (the bulk of a
+training step's memory; detectron2's roi_align keeps only the RoIs, so there no ratio is shown).
+The reference is detectron2's ROIPooler("ROIAlignV2") for poolers and MaskRCNNConvUpsampleHead
+for heads; `ours/ref` below 1 is cheaper than detectron2.
+"""
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads import build_mask_head
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from mask_rcnn_ext import add_mask_rcnn_ext_config
+from mask_rcnn_ext.io_utils import write_json_atomically
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, RoIFeaturePooler
+
+IMAGE_SIZE = (800, 1216)  # the paper's test size for COCO's usual aspect ratio
+CHANNELS, NUM_CLASSES, POOLED = 256, 80, 14
+FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
+REFERENCE = "detectron2"
+
+# label -> mask head config overrides (detectron2's stock head is the reference)
+HEADS = {
+    REFERENCE: ("MaskRCNNConvUpsampleHead", []),
+    "FCN sigmoid (default)": ("FCNMaskHead", []),
+    "FCN softmax": ("FCNMaskHead", ["MASK_RCNN_EXT.MASK_HEAD.LOSS", "softmax"]),
+    "FCN class-agnostic": ("FCNMaskHead", ["MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK", "True"]),
+    "MLP 1024-1024": ("MLPMaskHead", ["MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024]"]),
+    "MLP 1024-1024-1024": ("MLPMaskHead", ["MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024, 1024]"]),
+}
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def saved_for_backward_bytes(step: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the distinct storages autograd saves while `step()` builds its graph."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(storages.values())
+
+
+def median_ms(steps: Dict[str, Callable[[], object]], device: str, iters: int) -> Dict[str, float]:
+    """Median milliseconds of each step, the steps called in turn for `iters` rounds after one warm-up."""
+    times = {name: [] for name in steps}
+    for round_index in range(iters + 1):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            if round_index > 0:
+                times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def training_memory_MiB(train_step: Callable[[], torch.Tensor], device: str) -> float:
+    """Peak CUDA memory of a training step, or on the CPU what autograd saves for its backward."""
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        baseline = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        train_step().backward()
+        return (torch.cuda.max_memory_allocated() - baseline) / 2**20
+    return saved_for_backward_bytes(train_step) / 2**20
+
+
+def measure(cases: Dict[str, Tuple[Callable[[], torch.Tensor], Callable[[], object]]], device: str, iters: int) -> Dict[str, dict]:
+    """cases: name -> (training step returning a loss, test step). Rows of ms and MiB per name."""
+    train = median_ms({name: (lambda step=train: step().backward()) for name, (train, _) in cases.items()}, device, iters)
+    with torch.no_grad():
+        test = median_ms({name: test for name, (_, test) in cases.items()}, device, iters)
+    memory_key = "peak_MiB" if device == "cuda" else "saved_MiB"
+    return {
+        name: {"train_ms": train[name], "test_ms": test[name], memory_key: training_memory_MiB(cases[name][0], device)}
+        for name in cases
+    }
+
+
+def fpn_features(image_size, device: str, generator: torch.Generator) -> List[torch.Tensor]:
+    return [
+        torch.randn(1, CHANNELS, int(image_size[0] * s), int(image_size[1] * s), generator=generator).to(device).requires_grad_(True)
+        for s in FPN_SCALES
+    ]
+
+
+def random_boxes(num: int, image_size, device: str, generator: torch.Generator) -> Boxes:
+    """Boxes of 16 pixels to about half the image, so every FPN level gets RoIs."""
+    height, width = image_size
+    side = torch.exp(torch.empty(num, 2).uniform_(2.8, 6.4, generator=generator)).clamp(max=min(height, width) / 2)
+    corner = torch.rand(num, 2, generator=generator) * (torch.tensor([width, height]) - side)
+    return Boxes(torch.cat([corner, corner + side], dim=1).to(device))
+
+
+def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_rois: int) -> Dict[str, dict]:
+    generator = torch.Generator().manual_seed(0)
+    features = fpn_features(image_size, device, generator)
+    train_boxes = random_boxes(train_rois, image_size, device, generator)
+    test_boxes = random_boxes(test_rois, image_size, device, generator)
+    args = dict(output_size=POOLED, scales=FPN_SCALES, sampling_ratio=2)
+    poolers = {REFERENCE: ROIPooler(pooler_type="ROIAlignV2", **args)}
+    poolers.update({name: RoIFeaturePooler(pooler_type=name, **args) for name, _ in ROI_FEATURE_OP_REGISTRY})
+    cases = {
+        name: (lambda p=pooler: p(features, [train_boxes]).sum(), lambda p=pooler: p(features, [test_boxes]))
+        for name, pooler in poolers.items()
+    }
+    return measure(cases, device, iters)
+
+
+def mask_head_targets(num: int, device: str, generator: torch.Generator) -> List[Instances]:
+    """Foreground proposals with ground truth. Only the loss reads them (it crops the masks to the
+    boxes), so a small frame serves: cropping full 800x1216 masks would time mask I/O, not heads."""
+    frame = (128, 128)
+    instances = Instances(frame)
+    instances.proposal_boxes = random_boxes(num, frame, device, generator)
+    instances.gt_classes = torch.randint(0, NUM_CLASSES, (num,), generator=generator).to(device)
+    instances.gt_masks = BitMasks(torch.rand(num, *frame, generator=generator).to(device) > 0.5)
+    return [instances]
+
+
+def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> Dict[str, dict]:
+    generator = torch.Generator().manual_seed(0)
+    train_features = torch.randn(train_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device).requires_grad_(True)
+    test_features = torch.randn(test_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device)
+    targets = mask_head_targets(train_rois, device, generator)
+    test_instances = Instances(IMAGE_SIZE)
+    test_instances.pred_classes = torch.randint(0, NUM_CLASSES, (test_rois,), generator=generator).to(device)
+    cases = {}
+    for label, (name, opts) in HEADS.items():
+        cfg = get_cfg()
+        add_mask_rcnn_ext_config(cfg)
+        cfg.merge_from_list(["MODEL.ROI_MASK_HEAD.NAME", name, "MODEL.ROI_MASK_HEAD.NUM_CONV", "4",
+                             "MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES), *opts])  # fmt: skip
+        head = build_mask_head(cfg, ShapeSpec(channels=CHANNELS, height=POOLED, width=POOLED)).to(device)
+        cases[label] = (lambda h=head: h.train()(train_features, targets)["loss_mask"],
+                        lambda h=head: h.eval()(test_features, [test_instances]))  # fmt: skip
+    with EventStorage():  # the heads log training statistics
+        return measure(cases, device, iters)
+
+
+def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
+    """Print `rows` with their ratios to the reference row; returns the ratios (None where the
+    reference holds under 1 MiB, which no ratio describes)."""
+    keys = list(rows[REFERENCE])
+    reference = rows[REFERENCE]
+    ratios = {
+        name: {k: None if k.endswith("MiB") and reference[k] < 1 else row[k] / reference[k] for k in keys}
+        for name, row in rows.items()
+    }
+    print(f"\n{title}")
+    print(f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>16}" for k in keys))
+    for name, row in rows.items():
+        cells = "".join("{:>16}".format("-" if r is None else f"{r:.3f}") for r in ratios[name].values())
+        print(f"{name:<24}" + "".join(f"{row[k]:>12.2f}" for k in keys) + cells)
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--iters", type=int, default=5, help="timed rounds (after one warm-up)")
+    parser.add_argument("--pooler-rois", type=int, default=512, help="RoIs pooled per training step")
+    parser.add_argument("--head-rois", type=int, default=128, help="foreground RoIs per mask head training step")
+    parser.add_argument("--test-rois", type=int, default=100)
+    parser.add_argument("--image-size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("H", "W"),
+                        help="image whose FPN features the poolers read")
+    parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
+    args = parser.parse_args()
+    if min(args.iters, args.pooler_rois, args.head_rois, args.test_rois) < 1:
+        parser.error("--iters, --pooler-rois, --head-rois and --test-rois must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device")
+    print(f"{args.device}: training (forward + backward) on {args.pooler_rois} RoIs (poolers, {args.image_size[0]}x"
+          f"{args.image_size[1]} image) and {args.head_rois} "
+          f"(heads), test on {args.test_rois}; {CHANNELS} channels; medians of {args.iters} rounds")
+    poolers = bench_poolers(args.image_size, args.device, args.iters, args.pooler_rois, args.test_rois)
+    pooler_ratios = print_table("RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers)
+    heads = bench_heads(args.device, args.iters, args.head_rois, args.test_rois)
+    head_ratios = print_table("mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads)
+    if args.output:
+        write_json_atomically(args.output, {
+            "device": args.device, "pooler_rois": args.pooler_rois, "head_rois": args.head_rois, "test_rois": args.test_rois,
+            "poolers": poolers, "pooler_ratios": pooler_ratios, "heads": heads, "head_ratios": head_ratios,
+        })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
