@@ -77,6 +77,8 @@ ABLATION_C4 = SYNTHETIC_CONFIG.replace("mask_keypoint_rcnn_R18_GN_FPN.yaml", "Ab
         (ABLATION_C4, ["MODEL.ROI_HEADS.IN_FEATURES", "['res3', 'res4']", "MASK_RCNN_EXT.RES5_HEAD.STRIDE", "3"],
          r"a C4 model pools from one feature map\n  - MASK_RCNN_EXT.RES5_HEAD.STRIDE=3"),
         (ABLATION_C4, ["MODEL.ROI_HEADS.NAME", "NoSuchROIHeads"], r"MODEL.ROI_HEADS.NAME='NoSuchROIHeads' is not registered"),
+        (ABLATION_C4, ["MODEL.ROI_HEADS.NAME", "Res5ROIHeads", "MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead"],
+         r"MASK_RCNN_EXT.RES5_HEAD.STRIDE=1 is read by AnyPoolerRes5ROIHeads only"),
     ],
 )
 def test_inconsistent_model_keys_are_refused_before_building(config, opts, message):

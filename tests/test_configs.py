@@ -16,7 +16,7 @@ CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recur
 # Base-*.yaml hold what their leaves share (a recipe, an architecture) and need not be whole
 # models; every one of them is built through its leaves.
 LEAF_CONFIGS = [f for f in CONFIG_FILES if not os.path.basename(f).startswith("Base-")]
-COCO_CONFIGS = glob.glob(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "*.yaml"))
+COCO_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "*.yaml")))
 
 
 def test_configs_are_found():

@@ -6,11 +6,12 @@
 
 Steps:
   1. Pretrain the ablation models' narrow ResNet-18 once, as ImageNet pretrains the paper's
-     backbones (tools/pretrain_backbone.py); reused while OUTPUT/backbone.pkl exists.
+     backbones (tools/pretrain_backbone.py), to OUTPUT/backbone.pkl; reused while it exists
+     with the same number of epochs.
   2. Train and evaluate each variant with each seed through tools/train_net.py under one small
      recipe (configs/Synthetic/Ablation/), `--jobs` runs at a time, each on cores / jobs
-     threads. A run whose results exist for the same command is not trained again, so an
-     interrupted ablation resumes.
+     threads. A run whose results exist for the same resolved config and starting weights is
+     not trained again, so an interrupted ablation resumes.
   3. Write OUTPUT/table2.md (mask AP / AP50 / AP75 per variant: mean and range over seeds, the
      paper's numbers beside them, and whether each of the paper's orderings reproduces),
      OUTPUT/table2.png (bar chart) and OUTPUT/results.json.
@@ -24,6 +25,7 @@ head; configs/Synthetic/Ablation/mask_rcnn_R18_C4_fcn_head.yaml says why the CPU
 """
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -31,9 +33,11 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from install_detectron2 import sha256_of
+from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.io_utils import write_json_atomically
 
@@ -133,13 +137,22 @@ def run_command(run: str, seed: int, output_dir: str, weights: str, extra_opts: 
             *opts, "SEED", str(seed), "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir, *extra_opts]  # fmt: skip
 
 
+def run_fingerprint(command: List[str]) -> str:
+    """What a run's result depends on: its whole resolved config and the weights it starts from."""
+    config_file, opts = command[command.index("--config-file") + 1], command[command.index("--config-file") + 2 :]
+    cfg = build_config(config_file, opts)
+    return hashlib.sha256((cfg.dump() + sha256_of(cfg.MODEL.WEIGHTS)).encode()).hexdigest()
+
+
 def train_and_evaluate(command: List[str], output_dir: str, threads: int) -> dict:
-    """Run `command` (tools/train_net.py) unless `output_dir` holds its results; returns them."""
+    """Run `command` (tools/train_net.py) unless `output_dir` holds the results of a run with the
+    same fingerprint (config and starting weights); returns them."""
     done_file = os.path.join(output_dir, "ablation_run.json")
+    fingerprint = run_fingerprint(command)
     if os.path.exists(done_file):
         with open(done_file) as f:
             done = json.load(f)
-        if done["command"] == command[1:]:
+        if done.get("fingerprint") == fingerprint:
             return done
     os.makedirs(output_dir, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -150,9 +163,40 @@ def train_and_evaluate(command: List[str], output_dir: str, threads: int) -> dic
         raise RuntimeError(f"{' '.join(command)} exited {result.returncode}; see {output_dir}/stdout.log")
     with open(os.path.join(output_dir, EVAL_RESULTS_FILE)) as f:
         results = json.load(f)
-    done = {"command": command[1:], "results": results, "seconds": time.perf_counter() - start}
+    done = {"fingerprint": fingerprint, "command": command[1:], "results": results, "seconds": time.perf_counter() - start}
     write_json_atomically(done_file, done)
     return done
+
+
+def run_all(jobs: Dict[Tuple[str, int], Tuple[List[str], str]], num_parallel: int, threads: int) -> Dict[Tuple[str, int], dict]:
+    """Train and evaluate every (run, seed) job, `num_parallel` at a time; the first failure stops
+    the jobs not yet started and is raised."""
+    pool = ThreadPoolExecutor(num_parallel)
+    futures = {pool.submit(train_and_evaluate, command, output_dir, threads): job for job, (command, output_dir) in jobs.items()}
+    finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [future for future in finished if future.exception() is not None]
+    pool.shutdown(wait=True, cancel_futures=bool(failed))
+    if failed:
+        raise failed[0].exception()
+    return {job: future.result() for future, job in futures.items()}
+
+
+def pretrained_backbone(output_dir: str, weights_name: str, epochs: int) -> str:
+    """The pretrained backbone in `output_dir`, pretrained now unless it exists with `epochs`."""
+    from pretrain_backbone import pretrain_backbone
+
+    weights = os.path.join(output_dir, weights_name)
+    record_file = weights + ".json"
+    record = {"config": FPN, "epochs": epochs}
+    if os.path.exists(weights) and os.path.exists(record_file):
+        with open(record_file) as f:
+            if {k: v for k, v in json.load(f).items() if k in record} == record:
+                return weights
+    stats = pretrain_backbone(os.path.join(ABLATION_CONFIGS, FPN), weights, epochs=epochs)
+    write_json_atomically(record_file, dict(record, **stats))
+    print(f"pretrained {weights}: crop classification accuracy {stats['test_accuracy']:.3f} on the val "
+          f"crops, {stats['seconds']:.0f} s", flush=True)
+    return weights
 
 
 def summarize(values: List[float]) -> dict:
@@ -179,14 +223,18 @@ def claim_verdict(claim: Claim, summaries: Dict[str, dict]) -> Tuple[float, floa
     first, second = (summaries[run][claim.task]["AP"] for run in (claim.first, claim.second))
     difference = first["mean"] - second["mean"]
     spread = max(first["max"] - first["min"], second["max"] - second["min"])
-    if claim.kind == "similar":
+    if len(first["values"]) < 2 or len(second["values"]) < 2:
+        verdict = "n/a (one seed: no seed range)"
+    elif claim.kind == "similar":
         verdict = "reproduced (within seed range)" if abs(difference) <= spread else "not reproduced (differ beyond seed range)"
     elif difference > spread:
         verdict = "reproduced"
     elif difference > 0:
         verdict = "same direction, within seed range"
+    elif difference >= -spread:
+        verdict = "not reproduced (no difference beyond seed range)"
     else:
-        verdict = "not reproduced (reversed)" if difference < 0 else "not reproduced (no difference)"
+        verdict = "not reproduced (reversed beyond seed range)"
     return difference, spread, verdict
 
 
@@ -198,7 +246,7 @@ def _format_paper(values) -> str:
     return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
 
 
-def markdown_table(summaries: Dict[str, dict], num_seeds: int, seconds: float) -> str:
+def markdown_table(summaries: Dict[str, dict], num_seeds: int, run_seconds: float, num_parallel: int) -> str:
     lines = [
         f"Mask AP on `synthetic_val`: mean [min, max] over {num_seeds} seed(s); the paper's COCO minival numbers beside.",
         "",
@@ -221,32 +269,37 @@ def markdown_table(summaries: Dict[str, dict], num_seeds: int, seconds: float) -
         first, second = labels[claim.table, claim.first], labels[claim.table, claim.second]
         lines.append(f"| {claim.table} | {first} {relation} {second} ({task}) | "
                      f"{claim.paper_difference:+.1f} | {difference:+.1f} | {spread:.1f} | {verdict} |")
-    lines += ["", f"All runs: {seconds / 60:.1f} minutes."]
+    lines += ["", f"Training and evaluation: {run_seconds / 60:.0f} minutes summed over the runs, {num_parallel} at a time."]
     return "\n".join(lines) + "\n"
 
 
 def bar_chart(summaries: Dict[str, dict], png_path: str) -> None:
-    """One panel per table: our mask AP (bars, seed range as error bars) beside the paper's."""
+    """One column per table: our mask AP (top, seed range as error bars) over the paper's (bottom),
+    each row on its own scale so that both orderings read at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tables = list(dict.fromkeys(row.table for row in ROWS))
-    fig, axes = plt.subplots(1, len(tables), figsize=(4 * len(tables), 4.5), sharey=True,
-                             gridspec_kw={"width_ratios": [sum(r.table == t for r in ROWS) for t in tables]})
-    for ax, table in zip(axes, tables):
+    fig, axes = plt.subplots(2, len(tables), figsize=(3.6 * len(tables), 6.5), sharey="row", squeeze=False,
+                             gridspec_kw={"width_ratios": [sum(r.table == t for r in ROWS) for t in tables]})  # fmt: skip
+    for column, table in enumerate(tables):
         rows = [row for row in ROWS if row.table == table]
-        xs = range(len(rows))
+        xs = list(range(len(rows)))
         ours = [summaries[row.run]["segm"]["AP"] for row in rows]
-        ax.bar([x - 0.2 for x in xs], [o["mean"] for o in ours], 0.4, label="ours (synthetic)", color="tab:blue",
-               yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]], capsize=3)
-        ax.bar([x + 0.2 for x in xs], [row.paper_mask[0] for row in rows], 0.4, label="paper (COCO)", color="tab:gray")
-        ax.set_xticks(list(xs), [row.label for row in rows], rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"Table {table}" if table != "text" else "class-specific vs agnostic")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("mask AP")
-    axes[0].legend(fontsize=8)
+        top, bottom = axes[0][column], axes[1][column]
+        top.bar(xs, [o["mean"] for o in ours], 0.6, color="tab:blue", capsize=3,
+                yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]])
+        bottom.bar(xs, [row.paper_mask[0] for row in rows], 0.6, color="tab:gray")
+        top.set_title(f"Table {table}" if table != "text" else "class-specific vs agnostic")
+        top.set_xticks(xs, [""] * len(xs))
+        bottom.set_xticks(xs, [row.label for row in rows], rotation=30, ha="right", fontsize=8)
+        for ax in (top, bottom):
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("ours: mask AP, synthetic_val\n(mean, seed range)")
+    axes[1][0].set_ylabel("paper: mask AP, COCO minival")
+    axes[1][0].set_ylim(0, 40)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
@@ -256,49 +309,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, help="seeds per variant (default 2; 1 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, each on cores / jobs threads")
-    parser.add_argument("--output-dir", help="default output/ablation (output/ablation_quick with --quick)")
+    parser.add_argument("--output-dir", help="default: the folder of the recipe's MODEL.WEIGHTS (output/ablation), "
+                                             "with '_quick' appended for --quick")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a few iterations per run: checks the pipeline, not the numbers")
     args = parser.parse_args()
     seeds = args.seeds or (1 if args.quick else 2)
     if seeds < 1 or args.jobs < 1:
         parser.error(f"--seeds and --jobs must be >= 1 (got {seeds} and {args.jobs})")
-    output_dir = args.output_dir or ("output/ablation_quick" if args.quick else "output/ablation")
+    recipe_weights = build_config(os.path.join(ABLATION_CONFIGS, FPN)).MODEL.WEIGHTS  # where the recipe expects the backbone
+    output_dir = args.output_dir or os.path.dirname(recipe_weights) + ("_quick" if args.quick else "")
     os.makedirs(output_dir, exist_ok=True)
     start = time.perf_counter()
+    weights = pretrained_backbone(output_dir, os.path.basename(recipe_weights), QUICK_PRETRAIN_EPOCHS if args.quick else PRETRAIN_EPOCHS)
 
-    from pretrain_backbone import pretrain_backbone
+    jobs = {}
+    for seed in range(seeds):
+        for run in RUNS:
+            run_dir = os.path.join(output_dir, "runs", run, f"seed{seed}")
+            jobs[run, seed] = (run_command(run, seed, run_dir, weights, QUICK_OPTS if args.quick else ()), run_dir)
+    done = run_all(jobs, args.jobs, threads=max(1, (os.cpu_count() or 1) // args.jobs))
+    run_seconds = {f"{run}/seed{seed}": d["seconds"] for (run, seed), d in done.items()}
 
-    weights = os.path.join(output_dir, "backbone.pkl")
-    if not os.path.exists(weights):
-        stats = pretrain_backbone(os.path.join(ABLATION_CONFIGS, FPN), weights,
-                                  epochs=QUICK_PRETRAIN_EPOCHS if args.quick else PRETRAIN_EPOCHS)
-        print(f"pretrained {weights}: crop classification accuracy {stats['test_accuracy']:.3f} on the val "
-              f"crops, {stats['seconds']:.0f} s", flush=True)
-
-    extra_opts = QUICK_OPTS if args.quick else ()
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    jobs = [(run, seed) for seed in range(seeds) for run in RUNS]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {
-            job: pool.submit(train_and_evaluate,
-                             run_command(job[0], job[1], os.path.join(output_dir, "runs", job[0], f"seed{job[1]}"), weights, extra_opts),
-                             os.path.join(output_dir, "runs", job[0], f"seed{job[1]}"), threads)
-            for job in jobs
-        }  # fmt: skip
-        done = {job: future.result() for job, future in futures.items()}
-    seconds = time.perf_counter() - start
-
-    summaries = {run: run_summary([done[(run, seed)] for seed in range(seeds)]) for run in RUNS}
-    table = markdown_table(summaries, seeds, seconds)
+    summaries = {run: run_summary([done[run, seed] for seed in range(seeds)]) for run in RUNS}
+    table = markdown_table(summaries, seeds, sum(run_seconds.values()), args.jobs)
     with open(os.path.join(output_dir, "table2.md"), "w") as f:
         f.write(table)
     bar_chart(summaries, os.path.join(output_dir, "table2.png"))
     write_json_atomically(os.path.join(output_dir, "results.json"), {
-        "seeds": seeds, "quick": args.quick, "seconds": seconds, "summaries": summaries,
-        "run_seconds": {f"{run}/seed{seed}": d["seconds"] for (run, seed), d in done.items()},
+        "seeds": seeds, "quick": args.quick, "seconds": time.perf_counter() - start, "summaries": summaries,
+        "run_seconds": run_seconds,
     })  # fmt: skip
     print(table)
-    print(f"wrote {output_dir}/table2.md, table2.png, results.json")
+    print(f"wrote {output_dir}/table2.md, table2.png, results.json ({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

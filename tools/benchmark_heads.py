@@ -14,7 +14,9 @@ drift in the machine's speed hits all alike; each figure is a median. Memory: on
 allocated by a training step; on the CPU the bytes autograd keeps for backward (the bulk of a
 training step's memory; detectron2's roi_align keeps only the RoIs, so there no ratio is shown).
 The reference is detectron2's ROIPooler("ROIAlignV2") for poolers and MaskRCNNConvUpsampleHead
-for heads; `ours/ref` below 1 is cheaper than detectron2.
+for heads; `ours/ref` below 1 is cheaper than detectron2. torchvision's Mask R-CNN pieces
+(MultiScaleRoIAlign; MaskRCNNHeads + MaskRCNNPredictor with maskrcnn_loss) are measured beside
+them on the same inputs.
 """
 import argparse
 import statistics
@@ -28,6 +30,10 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import build_mask_head
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
+from torch import nn
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import maskrcnn_inference, maskrcnn_loss
+from torchvision.ops import MultiScaleRoIAlign
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.io_utils import write_json_atomically
@@ -37,6 +43,7 @@ IMAGE_SIZE = (800, 1216)  # the paper's test size for COCO's usual aspect ratio
 CHANNELS, NUM_CLASSES, POOLED = 256, 80, 14
 FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
 REFERENCE = "detectron2"
+TORCHVISION = "torchvision"
 
 # label -> mask head config overrides (detectron2's stock head is the reference)
 HEADS = {
@@ -132,6 +139,13 @@ def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_roi
         name: (lambda p=pooler: p(features, [train_boxes]).sum(), lambda p=pooler: p(features, [test_boxes]))
         for name, pooler in poolers.items()
     }
+    # torchvision's Mask R-CNN pooler: the same levels, its own level mapping, aligned=False
+    torchvision_pooler = MultiScaleRoIAlign([f"p{i}" for i in range(2, 6)], POOLED, sampling_ratio=2)
+    feature_dict = {f"p{i + 2}": f for i, f in enumerate(features)}
+    cases[TORCHVISION] = (
+        lambda: torchvision_pooler(feature_dict, [train_boxes.tensor], [tuple(image_size)]).sum(),
+        lambda: torchvision_pooler(feature_dict, [test_boxes.tensor], [tuple(image_size)]),
+    )
     return measure(cases, device, iters)
 
 
@@ -162,6 +176,14 @@ def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> Dic
         head = build_mask_head(cfg, ShapeSpec(channels=CHANNELS, height=POOLED, width=POOLED)).to(device)
         cases[label] = (lambda h=head: h.train()(train_features, targets)["loss_mask"],
                         lambda h=head: h.eval()(test_features, [test_instances]))  # fmt: skip
+    # torchvision's Mask R-CNN mask head and loss on the same RoIs and ground truth
+    torchvision_head = nn.Sequential(MaskRCNNHeads(CHANNELS, [CHANNELS] * 4, 1), MaskRCNNPredictor(CHANNELS, CHANNELS, NUM_CLASSES)).to(device)
+    (gt,) = targets
+    cases[TORCHVISION] = (
+        lambda: maskrcnn_loss(torchvision_head(train_features), [gt.proposal_boxes.tensor], [gt.gt_masks.tensor],
+                              [gt.gt_classes], [torch.arange(len(gt), device=device)]),
+        lambda: maskrcnn_inference(torchvision_head(test_features), [test_instances.pred_classes]),
+    )  # fmt: skip
     with EventStorage():  # the heads log training statistics
         return measure(cases, device, iters)
 

@@ -14,6 +14,7 @@ suffix into any model that holds that ResNet (FPN bottom-up, plain backbone, or 
 res5 ROI head). Prints the classification accuracy on CFG's first test set.
 """
 import argparse
+import os
 import pickle
 import time
 from typing import List, Tuple
@@ -129,9 +130,11 @@ def pretrain_backbone(config_file: str, output_pkl: str, *, epochs: int, crop_si
         print(f"pretrain epoch {epoch + 1}/{epochs}: last batch loss {loss.item():.3f}", flush=True)
 
     weights = {name: value.detach().numpy() for name, value in resnet.state_dict().items()}
-    with open(output_pkl, "wb") as f:
+    partial = f"{output_pkl}.tmp{os.getpid()}"  # an interrupted write never leaves a torn file
+    with open(partial, "wb") as f:
         pickle.dump({"model": weights, "__author__": "mask_rcnn_ext tools/pretrain_backbone.py",
                      "matching_heuristics": True}, f)
+    os.replace(partial, output_pkl)
     return {
         "train_accuracy": accuracy(model, centre_window(train_crops, crop_size), train_labels, 256),
         "test_accuracy": accuracy(model, centre_window(test_crops, crop_size), test_labels, 256),

@@ -25,5 +25,5 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     # Read by AnyPoolerRes5ROIHeads (C4 models).
     cfg.MASK_RCNN_EXT.RES5_HEAD = CN()
     # Stride of res5's first block: 2 as detectron2 (RoIs pooled 14x14), 1 as the paper's
-    # Figure 4 (RoIs pooled 7x7). res5 outputs 7x7 either way.
+    # Figure 4 (RoIs pooled 7x7). res5 outputs ROI_BOX_HEAD.POOLER_RESOLUTION / STRIDE per side.
     cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE = 2

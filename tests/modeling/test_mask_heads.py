@@ -13,7 +13,7 @@ from detectron2.utils.events import EventStorage
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import FCNMaskHead, MLPMaskHead
-from mask_rcnn_ext.modeling.mask_losses import sigmoid_mask_loss, softmax_mask_loss
+from mask_rcnn_ext.modeling.mask_losses import sigmoid_mask_loss, softmax_mask_loss, softmax_mask_probabilities
 
 NUM_CLASSES = 5
 POOLED = ShapeSpec(channels=8, height=14, width=14)
@@ -122,6 +122,21 @@ def test_class_agnostic_loss_by_hand():
         assert sigmoid_mask_loss(logits, torch.tensor([gt_class]), gt_masks).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_softmax_read_out_by_hand():
+    """A pixel's soft mask for class c is c against its strongest rival: above 0.5 where c wins."""
+    logits = torch.tensor([[[[1.0, 0.5]], [[2.0, 0.0]], [[0.0, 3.0]]]])  # (1 RoI, class 0, class 1, background, 1x2)
+
+    def sigmoid(v):
+        return 1 / (1 + math.exp(-v))
+
+    read_out = softmax_mask_probabilities(logits.expand(2, -1, -1, -1), torch.tensor([1, 0]))
+    expected = [[sigmoid(2.0 - 1.0), sigmoid(0.0 - 3.0)],  # class 1: wins pixel 0, loses pixel 1 to background
+                [sigmoid(1.0 - 2.0), sigmoid(0.5 - 3.0)]]  # class 0: loses pixel 0 to class 1
+    torch.testing.assert_close(read_out[:, 0, 0], torch.tensor(expected), rtol=1e-6, atol=0)
+    # p_c of the winner is only e^2 / (e^1 + e^2 + e^0) = 0.67: the argmax, not p_c > 0.5, decides
+    assert (read_out[:, 0, 0] > 0.5).tolist() == [[True, False], [False, False]]
+
+
 HEAD_VARIANTS = {
     "fcn_sigmoid": ("FCNMaskHead", {}),
     "fcn_softmax": ("FCNMaskHead", {"MASK_RCNN_EXT.MASK_HEAD.LOSS": "softmax"}),
@@ -153,7 +168,7 @@ def test_output_channels_and_size(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(HEAD_VARIANTS))
-def test_inference_gives_the_predicted_class_probability(variant):
+def test_inference_gives_the_predicted_class_soft_mask(variant):
     head = build_head(variant).eval()
     features = torch.randn(7, 8, 14, 14)
     instances = detections()
@@ -162,7 +177,9 @@ def test_inference_gives_the_predicted_class_probability(variant):
         head(features, instances)
     classes = torch.cat([i.pred_classes for i in instances])
     if head.loss_name == "softmax":
-        expected = logits.softmax(1)[torch.arange(7), classes]
+        own = logits[torch.arange(7), classes]
+        rivals = torch.stack([torch.cat([lg[:c], lg[c + 1 :]]).amax(0) for lg, c in zip(logits, classes)])
+        expected = (own - rivals).sigmoid()
     else:
         expected = logits[torch.arange(7), 0 if logits.shape[1] == 1 else classes].sigmoid()
     pred_masks = torch.cat([i.pred_masks for i in instances])

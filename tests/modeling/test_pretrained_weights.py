@@ -39,37 +39,52 @@ def caffe2_name(resnet_name: str) -> str:
     return name.replace(".", "_")
 
 
-@pytest.mark.parametrize(
-    "config_name, resnet_prefixes",
-    [
-        ("mask_rcnn_R_50_C4.yaml", ("backbone.", "roi_heads.")),
-        ("mask_rcnn_R_50_FPN.yaml", ("backbone.bottom_up.",)),
-    ],
-)
-def test_imagenet_weights_load_into_backbone_and_res5_head(config_name, resnet_prefixes, tmp_path, monkeypatch):
-    cfg = build_config(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", config_name), ["MODEL.DEVICE", "cpu"])
-    assert cfg.MODEL.WEIGHTS == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+RESNET_PARAMETER = re.compile(r"(stem|res\d)\..*")
+
+
+def resnet_parameters(model) -> dict:
+    """Model parameter name -> its ResNet name (`res5.0.conv1.weight`), for the ResNet's parameters
+    and scale/bias buffers (frozen BN: MSRA stores scale and bias only)."""
+    names = {}
+    for name in model.state_dict():
+        match = RESNET_PARAMETER.search(name)
+        if match and not name.endswith(("running_mean", "running_var")):
+            names[name] = match.group(0)
+    return names
+
+
+@pytest.fixture(scope="module")
+def msra_r50_in_cache(tmp_path_factory):
+    """An MSRA-format R-50.pkl at the place iopath caches detectron2://ImageNetPretrained/MSRA/R-50.pkl.
+
+    Written once: iopath remembers a URL's cached file for the whole process."""
+    cfg = build_config(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN.yaml"), ["MODEL.DEVICE", "cpu"])
     model = build_model(cfg)
-    resnet_parameters = {
-        name: value for name, value in model.state_dict().items()
-        if name.startswith(resnet_prefixes) and re.search(r"(stem|res\d)\.", name)
-        and not name.endswith(("running_mean", "running_var"))  # frozen BN: MSRA stores scale and bias only
-    }  # fmt: skip
-    assert any(".res5." in name for name in resnet_parameters)
+    state = model.state_dict()
     generator = torch.Generator().manual_seed(0)
-    blobs, expected = {}, {}
-    for name, value in resnet_parameters.items():
-        resnet_name = name[name.index(re.search(r"(stem|res\d)\.", name).group(0)):]
-        blobs[caffe2_name(resnet_name)] = torch.randn(value.shape, generator=generator).numpy()
-        expected[name] = torch.from_numpy(blobs[caffe2_name(resnet_name)])
+    blobs = {caffe2_name(resnet_name): torch.randn(state[name].shape, generator=generator).numpy()
+             for name, resnet_name in resnet_parameters(model).items()}  # fmt: skip
     blobs["fc1000_w"] = np.zeros((1000, 2048), dtype=np.float32)  # an ImageNet classifier, unused
-    cached = tmp_path / CACHED_URL_PATH
+    cache = tmp_path_factory.mktemp("fvcore_cache")
+    cached = cache / CACHED_URL_PATH
     cached.parent.mkdir(parents=True)
     with open(cached, "wb") as f:
         pickle.dump(blobs, f)
-    monkeypatch.setenv("FVCORE_CACHE", str(tmp_path))
+    return cache, blobs
+
+
+@pytest.mark.parametrize("config_name", ["mask_rcnn_R_50_C4.yaml", "mask_rcnn_R_50_FPN.yaml"])
+def test_imagenet_weights_load_into_backbone_and_res5_head(config_name, msra_r50_in_cache, monkeypatch):
+    cache, blobs = msra_r50_in_cache
+    monkeypatch.setenv("FVCORE_CACHE", str(cache))
+    cfg = build_config(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", config_name), ["MODEL.DEVICE", "cpu"])
+    assert cfg.MODEL.WEIGHTS == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+    model = build_model(cfg)
+    names = resnet_parameters(model)
+    assert any(name.startswith("roi_heads.res5.") for name in names) == ("C4" in config_name)  # C4: res5 in the head
 
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     state = model.state_dict()
-    for name, value in expected.items():
-        assert torch.equal(state[name], value), name
+    assert {resnet_name.split(".")[0] for resnet_name in names.values()} == {"stem", "res2", "res3", "res4", "res5"}
+    for name, resnet_name in names.items():
+        assert torch.equal(state[name], torch.from_numpy(blobs[caffe2_name(resnet_name)])), name

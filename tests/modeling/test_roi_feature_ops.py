@@ -12,7 +12,6 @@ from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, RoIFeaturePooler, ro
 
 SCALE = 1 / 16
 OUTPUT_SIZE = (5, 4)
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def random_inputs(num_rois=30, dtype=torch.float64, seed=0, channels=3, height=11, width=13):
@@ -192,3 +191,15 @@ def test_cuda_equals_cpu(name):
     on_cuda.square().sum().backward()
     torch.testing.assert_close(on_cuda.cpu(), on_cpu, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(features_cuda.grad.cpu(), features.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["ROIAlignMax", "ROIWarpMax"])
+def test_cuda_autocast_samples_where_float32_does(name):
+    """Under AMP the features are float16; sample positions must still be computed in float32."""
+    features, rois = random_inputs(dtype=torch.float32, height=50, width=76)  # P2-like extent: 1216 px wide
+    features, rois = features.cuda(), rois.cuda()
+    expected = op(name)(features.half().float(), rois)
+    with torch.autocast("cuda", dtype=torch.float16):
+        actual = op(name)(features.half(), rois)
+    torch.testing.assert_close(actual.float(), expected, rtol=0, atol=2e-2)

@@ -11,7 +11,7 @@ from detectron2.utils.events import EventStorage
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
-from mask_rcnn_ext.modeling.roi_feature_ops import ROIWarpMax
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
 IMAGE_SIZE = (96, 128)
 FPN_SHAPES = {f"p{i}": ShapeSpec(channels=32, stride=2**i) for i in range(2, 6)}
@@ -111,24 +111,23 @@ def assert_same_heads(reference, ours, feature_maps):
             assert torch.equal(other, value), field
 
 
-def test_any_pooler_roi_heads_is_standard_roi_heads_with_detectron2_settings():
+@pytest.mark.parametrize(
+    "reference_cfg, our_cfg, shapes, our_class",
+    [
+        (fpn_cfg("StandardROIHeads"), fpn_cfg("AnyPoolerROIHeads"), FPN_SHAPES, AnyPoolerROIHeads),
+        # R-50 res5 with stride 2 on 14x14 RoIs: detectron2's C4 head; our FCN head with
+        # NUM_CONV 0 is its mask head
+        (c4_cfg("Res5ROIHeads"), c4_cfg("AnyPoolerRes5ROIHeads"), RES4_SHAPE, AnyPoolerRes5ROIHeads),
+    ],
+    ids=["StandardROIHeads", "Res5ROIHeads"],
+)
+def test_our_roi_heads_are_detectron2s_with_detectron2_settings(reference_cfg, our_cfg, shapes, our_class):
     torch.manual_seed(0)
-    reference = build_roi_heads(fpn_cfg("StandardROIHeads"), FPN_SHAPES)
+    reference = build_roi_heads(reference_cfg, shapes)
     torch.manual_seed(0)
-    ours = build_roi_heads(fpn_cfg("AnyPoolerROIHeads"), FPN_SHAPES)
-    assert isinstance(ours, AnyPoolerROIHeads)
-    assert_same_heads(reference, ours, features(FPN_SHAPES))
-
-
-def test_any_pooler_res5_roi_heads_is_res5_roi_heads_with_detectron2_settings():
-    """R-50 res5 with stride 2 on 14x14 RoIs: detectron2's C4 head; our FCN head with NUM_CONV 0
-    is its mask head."""
-    torch.manual_seed(0)
-    reference = build_roi_heads(c4_cfg("Res5ROIHeads"), RES4_SHAPE)
-    torch.manual_seed(0)
-    ours = build_roi_heads(c4_cfg("AnyPoolerRes5ROIHeads"), RES4_SHAPE)
-    assert isinstance(ours, AnyPoolerRes5ROIHeads)
-    assert_same_heads(reference, ours, features(RES4_SHAPE))
+    ours = build_roi_heads(our_cfg, shapes)
+    assert isinstance(ours, our_class)
+    assert_same_heads(reference, ours, features(shapes))
 
 
 def test_each_head_uses_the_pooler_it_names():
@@ -138,7 +137,7 @@ def test_each_head_uses_the_pooler_it_names():
     cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE = "ROIAlign"
     heads = build_roi_heads(cfg, FPN_SHAPES)
     assert [type(op).__name__ for op in heads.box_pooler.level_poolers] == ["ROIPool"] * 4
-    assert all(isinstance(op, ROIWarpMax) and op.sampling_ratio == 2 for op in heads.mask_pooler.level_poolers)
+    assert all(isinstance(op, ROI_FEATURE_OP_REGISTRY.get("ROIWarpMax")) and op.sampling_ratio == 2 for op in heads.mask_pooler.level_poolers)
     assert [op.spatial_scale for op in heads.keypoint_pooler.level_poolers] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
     losses, _, detections = train_and_infer(heads, features(FPN_SHAPES))
     assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask", "loss_keypoint"}
@@ -159,3 +158,19 @@ def test_papers_c4_head_pools_7x7_and_predicts_14x14_masks(depth, res5_channels)
     with torch.no_grad():
         detections, _ = heads(None, features(shapes), proposals_and_targets()[0])
     assert detections[0].pred_masks.shape[1:] == (1, 14, 14)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("MODEL.KEYPOINT_ON", True, "predicts no keypoints"),
+        ("MODEL.ROI_HEADS.IN_FEATURES", ["res3", "res4"], "pools from one feature map"),
+        ("MODEL.ROI_BOX_HEAD.POOLER_TYPE", "", "POOLER_TYPE is empty"),
+    ],
+)
+def test_res5_heads_refuse_what_they_cannot_build_without_config_checks(key, value, message):
+    """Built straight from a config (as DefaultPredictor does), not through build_config's checks."""
+    cfg = c4_cfg("AnyPoolerRes5ROIHeads")
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=message):
+        build_roi_heads(cfg, {"res3": ShapeSpec(channels=512, stride=8), **RES4_SHAPE})

@@ -3,7 +3,7 @@ import json
 
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
-from benchmark_heads import HEADS, REFERENCE
+from benchmark_heads import HEADS, REFERENCE, TORCHVISION
 from conftest import run_tool
 
 
@@ -11,8 +11,8 @@ def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     output = tmp_path / "heads.json"
     run_tool("benchmark_heads.py", ["--iters", "1", "--pooler-rois", "16", "--head-rois", "8", "--test-rois", "4", "--image-size", "200", "304", "--output", output], {}, tmp_path / "log")
     report = json.loads(output.read_text())
-    assert set(report["poolers"]) == {REFERENCE} | {name for name, _ in ROI_FEATURE_OP_REGISTRY}
-    assert set(report["heads"]) == set(HEADS)
+    assert set(report["poolers"]) == {REFERENCE, TORCHVISION} | {name for name, _ in ROI_FEATURE_OP_REGISTRY}
+    assert set(report["heads"]) == set(HEADS) | {TORCHVISION}
     assert all(value == 1.0 for value in report["head_ratios"][REFERENCE].values())
     # detectron2's roi_align keeps only the RoIs for backward: no memory ratio describes that
     assert report["pooler_ratios"][REFERENCE] == {"train_ms": 1.0, "test_ms": 1.0, "saved_MiB": None}

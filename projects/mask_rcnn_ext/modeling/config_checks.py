@@ -13,7 +13,7 @@ from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, Res5ROIHeads
 from .mask_heads import BaseMaskHead, MLPMaskHead
 from .mask_losses import MASK_LOSSES
 from .roi_feature_ops import ROI_FEATURE_OP_REGISTRY
-from .roi_heads import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
+from .roi_heads import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads, res5_roi_heads_config_errors
 
 # What detectron2's own ROIPooler accepts.
 DETECTRON2_POOLER_TYPES = ("ROIAlign", "ROIAlignV2", "ROIPool", "ROIAlignRotated")
@@ -34,7 +34,11 @@ def _pooler_errors(cfg: CfgNode, roi_heads_class) -> List[str]:
     errors = []
     for key, node, used in heads:
         pooler_type = node.POOLER_TYPE
-        if not used or (not pooler_type and key != "MODEL.ROI_BOX_HEAD"):
+        if not used:
+            continue
+        if not pooler_type:  # mask and keypoint heads may pool for themselves; C4's case is res5's check
+            if key == "MODEL.ROI_BOX_HEAD" and not c4:
+                errors.append("MODEL.ROI_BOX_HEAD.POOLER_TYPE is empty; the box head needs a pooler")
             continue
         if not ours:
             if pooler_type in ROI_FEATURE_OP_REGISTRY and pooler_type not in DETECTRON2_POOLER_TYPES:
@@ -80,17 +84,6 @@ def _mask_head_errors(cfg: CfgNode) -> List[str]:
     return errors
 
 
-def _res5_errors(cfg: CfgNode) -> List[str]:
-    errors = []
-    if cfg.MODEL.KEYPOINT_ON:
-        errors.append("MODEL.KEYPOINT_ON=True: AnyPoolerRes5ROIHeads (C4) predicts no keypoints; use AnyPoolerROIHeads")
-    if len(cfg.MODEL.ROI_HEADS.IN_FEATURES) != 1:
-        errors.append(f"MODEL.ROI_HEADS.IN_FEATURES={list(cfg.MODEL.ROI_HEADS.IN_FEATURES)}: a C4 model pools from one feature map")
-    if cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE not in (1, 2):
-        errors.append(f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE}: expected 1 (the paper) or 2 (detectron2)")
-    return errors
-
-
 def model_config_errors(cfg: CfgNode) -> List[str]:
     """Every inconsistency among the keys of the ROI heads, poolers and mask heads, as messages."""
     roi_heads_class = _registered(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME)
@@ -98,5 +91,10 @@ def model_config_errors(cfg: CfgNode) -> List[str]:
         return [f"MODEL.ROI_HEADS.NAME='{cfg.MODEL.ROI_HEADS.NAME}' is not registered (is its module imported?)"]
     errors = _pooler_errors(cfg, roi_heads_class) + _mask_head_errors(cfg)
     if issubclass(roi_heads_class, AnyPoolerRes5ROIHeads):
-        errors += _res5_errors(cfg)
+        errors += res5_roi_heads_config_errors(cfg)
+    elif cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE != 2 and issubclass(roi_heads_class, Res5ROIHeads):
+        errors.append(
+            f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE} is read by AnyPoolerRes5ROIHeads only; "
+            f"MODEL.ROI_HEADS.NAME='{cfg.MODEL.ROI_HEADS.NAME}' builds its res5 with stride 2"
+        )
     return errors

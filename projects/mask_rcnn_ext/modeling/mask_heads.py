@@ -43,7 +43,7 @@ class BaseMaskHead(BaseMaskRCNNHead):
     with C = `num_mask_channels(cfg)` (BaseMaskRCNNHead declares it; a mixin's `layers` must come
     after this class in the bases, as in FCNMaskHead).
     Training returns `{"loss_mask": loss * loss_weight}`; inference sets `pred_masks` (R, 1, M, M),
-    the predicted class's foreground probability, as detectron2's heads do.
+    the predicted class's soft mask (see `mask_losses.py`), as detectron2's heads do.
     """
 
     @configurable
@@ -72,7 +72,7 @@ class BaseMaskHead(BaseMaskRCNNHead):
         """Scalar loss of `mask_logits` (R, C, M, M) against the foreground proposals' ground truth.
 
         Logs detectron2's mask_rcnn/accuracy, false_positive and false_negative (the gt class's
-        mask binarized at probability 0.5); zero, still connected to the graph, without proposals.
+        soft mask binarized at 0.5); zero, still connected to the graph, without proposals.
         """
         gt_classes, gt_masks = mask_targets(instances, mask_logits.shape[-1], mask_logits.device)
         if gt_masks.shape[0] == 0:

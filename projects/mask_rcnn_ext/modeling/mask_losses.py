@@ -10,8 +10,9 @@
   segmentation: the target is the ground-truth class inside the object's mask and background
   outside. Masks of different classes compete.
 
-Either way inference reads the predicted class's foreground probability, `(R, 1, M, M)`, which
-detectron2 pastes into the image and binarizes at 0.5.
+Inference reads the predicted class's mask as a soft score `(R, 1, M, M)`, which detectron2
+pastes into the image and binarizes at 0.5: the sigmoid of the class's logit, or for the softmax
+the class against its strongest rival, above 0.5 where the class wins the pixel's argmax.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
@@ -28,6 +29,7 @@ def mask_targets(instances: List[Instances], mask_side: int, device: torch.devic
         instances: per image, the sampled foreground proposals with `proposal_boxes`,
             `gt_classes` and `gt_masks` (BitMasks or PolygonMasks).
         mask_side: M, the side of the predicted masks.
+        device: where the returned tensors go (the logits').
 
     Returns:
         gt_classes (R,) int64 and gt_masks (R, M, M) bool: the ground-truth mask cropped to the
@@ -83,8 +85,16 @@ def softmax_mask_loss(mask_logits: torch.Tensor, gt_classes: torch.Tensor, gt_ma
 
 
 def softmax_mask_probabilities(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """(R, 1, M, M) softmax probability of each row's class against all classes and background."""
-    return _class_channels(mask_logits.softmax(dim=1), classes)[:, None]
+    """(R, 1, M, M): each row's class against its strongest rival (another class or background),
+    sigmoid(z_c - max_{k != c} z_k) = p_c / (p_c + max_{k != c} p_k).
+
+    Above 0.5 exactly where the class wins the pixel's argmax, the label a multinomial (FCN)
+    model gives the pixel; thresholding p_c itself at 0.5 would ask for more than winning.
+    """
+    own = _class_channels(mask_logits, classes)
+    rivals = mask_logits.clone()
+    rivals[torch.arange(mask_logits.shape[0], device=mask_logits.device), classes] = float("-inf")
+    return (own - rivals.amax(dim=1)).sigmoid()[:, None]
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,8 @@ class MaskLoss:
 
     Attributes:
         loss: (mask_logits (R, C, M, M), gt_classes (R,), gt_masks (R, M, M) bool) -> scalar.
-        probabilities: (mask_logits, classes (R,)) -> (R, 1, M, M) foreground probability.
+        probabilities: (mask_logits, classes (R,)) -> (R, 1, M, M) soft mask of each row's class,
+            binarized at 0.5.
         background_channels: channels beyond the per-class (or single agnostic) masks.
         allows_class_agnostic: whether one mask for all classes makes sense with this loss.
     """

@@ -9,12 +9,15 @@ RoIs `(K, 5)` (batch index, x0, y0, x1, y1 in input-image pixels) to `(K, C, out
 | name          | RoI rounded to the feature grid | values in a bin              | bin aggregate |
 |---------------|---------------------------------|------------------------------|---------------|
 | ROIPool       | yes (and the bins too)          | every feature cell           | max           |
-| ROIWarp       | yes                             | bilinear, sampling_ratio^2   | average       |
+| ROIWarp       | yes                             | bilinear, sampling_ratio^2 * | average       |
 | ROIWarpMax    | yes                             | bilinear, sampling_ratio^2   | max           |
-| ROIAlign      | no                              | bilinear, sampling_ratio^2   | average       |
+| ROIAlign      | no                              | bilinear, sampling_ratio^2 * | average       |
 | ROIAlignMax   | no                              | bilinear, sampling_ratio^2   | max           |
-| ROIAlignV2    | no (half-pixel aligned samples) | bilinear, sampling_ratio^2   | average       |
+| ROIAlignV2    | no (half-pixel aligned samples) | bilinear, sampling_ratio^2 * | average       |
 | ROIAlignV2Max | no (half-pixel aligned samples) | bilinear, sampling_ratio^2   | max           |
+
+* sampling_ratio 0: as many samples as the RoI has feature pixels per bin (torchvision's
+adaptive count); the max ops need a fixed positive count.
 
 ROIAlign (Detectron's, the paper's), ROIAlignV2 and ROIPool are detectron2's ops of those names:
 the same torchvision kernels. RoIWarp (Dai et al., MNC) rounds the RoI to the feature grid as
@@ -92,12 +95,14 @@ def roi_align_max(
         raise ValueError(f"roi_align_max needs a positive sampling_ratio, got {sampling_ratio}")
     out_h, out_w = output_size
     num_rois, channels = rois.shape[0], features.shape[1]
-    output = features.new_zeros((num_rois, channels, out_h, out_w))
     if num_rois == 0:  # still part of the graph, as torchvision's ops keep it: backward gives zeros
-        return output + features.sum() * 0
+        return features.new_zeros((0, channels, out_h, out_w)) + features.sum() * 0
     height, width = features.shape[-2:]
+    # Sample positions and sampling in at least float32: in float16 (AMP) positions on a large
+    # feature map would be off by a fraction of a pixel.
+    dtype = torch.promote_types(features.dtype, torch.float32)
     offset = 0.5 if aligned else 0.0
-    x0, y0, x1, y1 = (rois[:, i] * spatial_scale - offset for i in range(1, 5))
+    x0, y0, x1, y1 = (rois[:, i].to(dtype) * spatial_scale - offset for i in range(1, 5))
     roi_w, roi_h = x1 - x0, y1 - y0
     if not aligned:  # Detectron's RoIAlign gives every RoI at least one feature pixel
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
@@ -112,17 +117,17 @@ def roi_align_max(
         [grid_x[:, None, :].expand(-1, ys.shape[1], -1), grid_y[:, :, None].expand(-1, -1, xs.shape[1])], dim=-1
     )  # (K, Py, Px, 2)
     batch_index = rois[:, 0].long()
-    for image in torch.unique(batch_index).tolist():
-        selected = torch.nonzero(batch_index == image).squeeze(1)
-        num_selected = selected.numel()
-        image_grid = grid[selected].reshape(1, num_selected * ys.shape[1], xs.shape[1], 2)
+    order = torch.argsort(batch_index, stable=True)  # each image's RoIs together
+    images, counts = torch.unique_consecutive(batch_index[order], return_counts=True)
+    pooled = []
+    for image, selected in zip(images.tolist(), order.split(counts.tolist())):
+        image_grid = grid[selected].reshape(1, selected.numel() * ys.shape[1], xs.shape[1], 2)
         samples = F.grid_sample(
-            features[image : image + 1], image_grid, mode="bilinear", padding_mode="border", align_corners=False
+            features[image : image + 1].to(dtype), image_grid, mode="bilinear", padding_mode="border", align_corners=False
         )  # (1, C, K_image * Py, Px)
-        samples = samples.reshape(channels, num_selected, ys.shape[1], xs.shape[1]).transpose(0, 1)
-        samples = samples * inside[selected, None].to(samples.dtype)
-        output = output.index_copy(0, selected, F.max_pool2d(samples, sampling_ratio))
-    return output
+        samples = samples.reshape(channels, selected.numel(), ys.shape[1], xs.shape[1]).transpose(0, 1)
+        pooled.append(F.max_pool2d(samples * inside[selected, None].to(dtype), sampling_ratio))
+    return torch.cat(pooled)[torch.argsort(order)].to(features.dtype)  # back into the RoIs' order
 
 
 class RoIFeatureOp(nn.Module):
@@ -146,18 +151,20 @@ class RoIFeatureOp(nn.Module):
 
 
 class _BilinearRoIFeatureOp(RoIFeatureOp):
-    """RoIAlign-family op; subclasses set whether RoIs are rounded, samples aligned, bins max-pooled."""
+    """RoIAlign-family op; each of BILINEAR_OPS is a subclass that sets whether RoIs are rounded,
+    samples aligned and bins max-pooled."""
 
     round_rois: bool
     aligned: bool
     max_aggregate: bool
 
     def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        rois = rois.to(dtype=features.dtype)
         if self.round_rois:
             rois = round_rois_to_feature_grid(rois, self.spatial_scale)
-        if self.max_aggregate:
+        if self.max_aggregate:  # samples in at least float32, whatever the features' dtype (AMP)
             return roi_align_max(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        # torchvision's kernel takes RoIs of the features' dtype, as detectron2's ROIAlign gives them
+        rois = rois.to(dtype=features.dtype)
         return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
 
@@ -169,46 +176,20 @@ class ROIPool(RoIFeatureOp):
         return roi_pool(features, rois.to(dtype=features.dtype), self.output_size, self.spatial_scale)
 
 
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIAlign(_BilinearRoIFeatureOp):
-    """The paper's RoIAlign (Detectron's pixel model, detectron2's "ROIAlign"): average of bilinear samples."""
-
-    round_rois, aligned, max_aggregate = False, False, False
-
-
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIAlignMax(_BilinearRoIFeatureOp):
-    """The paper's RoIAlign with max aggregation (Table 2(c), "RoIAlign max")."""
-
-    round_rois, aligned, max_aggregate = False, False, True
-    needs_positive_sampling_ratio = True
-
-
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIAlignV2(_BilinearRoIFeatureOp):
-    """detectron2's default ROIAlignV2: samples shifted by half a pixel, averaged."""
-
-    round_rois, aligned, max_aggregate = False, True, False
-
-
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIAlignV2Max(_BilinearRoIFeatureOp):
-    """ROIAlignV2's half-pixel-aligned samples, max-aggregated."""
-
-    round_rois, aligned, max_aggregate = False, True, True
-    needs_positive_sampling_ratio = True
-
-
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIWarp(_BilinearRoIFeatureOp):
-    """RoIWarp (Table 2(c), "ave"): the RoI rounded to the feature grid, then sampled bilinearly."""
-
-    round_rois, aligned, max_aggregate = True, False, False
-
-
-@ROI_FEATURE_OP_REGISTRY.register()
-class ROIWarpMax(_BilinearRoIFeatureOp):
-    """RoIWarp with max aggregation (Table 2(c), "RoIWarp max")."""
-
-    round_rois, aligned, max_aggregate = True, False, True
-    needs_positive_sampling_ratio = True
+# name -> (what it is, RoI rounded to the feature grid, half-pixel aligned samples, max over a
+# bin's samples). Each becomes a registered subclass of _BilinearRoIFeatureOp of that name.
+BILINEAR_OPS = {
+    "ROIAlign": ("The paper's RoIAlign (Detectron's pixel model, detectron2's 'ROIAlign'): average of bilinear samples.", False, False, False),
+    "ROIAlignMax": ("The paper's RoIAlign with max aggregation (Table 2(c), 'RoIAlign max').", False, False, True),
+    "ROIAlignV2": ("detectron2's default ROIAlignV2: samples shifted by half a pixel, averaged.", False, True, False),
+    "ROIAlignV2Max": ("ROIAlignV2's half-pixel-aligned samples, max-aggregated.", False, True, True),
+    "ROIWarp": ("RoIWarp (Table 2(c), 'ave'): the RoI rounded to the feature grid, then sampled bilinearly.", True, False, False),
+    "ROIWarpMax": ("RoIWarp with max aggregation (Table 2(c), 'RoIWarp max').", True, False, True),
+}  # fmt: skip
+for _name, (_doc, _round_rois, _aligned, _max_aggregate) in BILINEAR_OPS.items():
+    ROI_FEATURE_OP_REGISTRY.register(
+        type(_name, (_BilinearRoIFeatureOp,), {
+            "__doc__": _doc, "__module__": __name__, "round_rois": _round_rois, "aligned": _aligned,
+            "max_aggregate": _max_aggregate, "needs_positive_sampling_ratio": _max_aggregate,
+        })  # fmt: skip
+    )

@@ -6,6 +6,8 @@ POOLER_TYPE may name any op of `ROI_FEATURE_OP_REGISTRY` (RoIPool, RoIWarp, RoIA
 average bins, ...). With detectron2's pooler types they build the same modules as detectron2's
 classes, so they compute the same thing.
 """
+from typing import List
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads import (
@@ -43,21 +45,13 @@ class AnyPoolerROIHeads(StandardROIHeads):
     def _init_mask_head(cls, cfg, input_shape):
         if not cfg.MODEL.MASK_ON:
             return {}
-        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
-        pooler, pooled_shape = build_roi_pooler(cfg.MODEL.ROI_MASK_HEAD, in_features, input_shape)
-        return {"mask_in_features": in_features, "mask_pooler": pooler, "mask_head": build_mask_head(cfg, pooled_shape)}
+        return _pooled_head_arguments("mask", cfg, cfg.MODEL.ROI_MASK_HEAD, build_mask_head, input_shape)
 
     @classmethod
     def _init_keypoint_head(cls, cfg, input_shape):
         if not cfg.MODEL.KEYPOINT_ON:
             return {}
-        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
-        pooler, pooled_shape = build_roi_pooler(cfg.MODEL.ROI_KEYPOINT_HEAD, in_features, input_shape)
-        return {
-            "keypoint_in_features": in_features,
-            "keypoint_pooler": pooler,
-            "keypoint_head": build_keypoint_head(cfg, pooled_shape),
-        }
+        return _pooled_head_arguments("keypoint", cfg, cfg.MODEL.ROI_KEYPOINT_HEAD, build_keypoint_head, input_shape)
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -69,6 +63,9 @@ class AnyPoolerRes5ROIHeads(Res5ROIHeads):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        errors = res5_roi_heads_config_errors(cfg)
+        if errors:
+            raise ValueError("AnyPoolerRes5ROIHeads: " + "; ".join(errors))
         ret = ROIHeads.from_config(cfg)  # the proposal sampling; Res5ROIHeads' own part is redone here
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         pooler, pooled_shape = build_roi_pooler(cfg.MODEL.ROI_BOX_HEAD, in_features, input_shape)
@@ -84,3 +81,25 @@ class AnyPoolerRes5ROIHeads(Res5ROIHeads):
             side = -(-pooled_shape.height // stride)  # what res5 outputs
             ret["mask_head"] = build_mask_head(cfg, ShapeSpec(channels=out_channels, height=side, width=side))
         return ret
+
+
+def _pooled_head_arguments(name: str, cfg, head_cfg, build_head, input_shape) -> dict:
+    """StandardROIHeads' `{name}_in_features`, `{name}_pooler` and `{name}_head` for a mask or
+    keypoint head whose pooler `head_cfg` (its config node) describes."""
+    in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+    pooler, pooled_shape = build_roi_pooler(head_cfg, in_features, input_shape)
+    return {f"{name}_in_features": in_features, f"{name}_pooler": pooler, f"{name}_head": build_head(cfg, pooled_shape)}
+
+
+def res5_roi_heads_config_errors(cfg) -> List[str]:
+    """What AnyPoolerRes5ROIHeads cannot build, as messages naming the keys."""
+    errors = []
+    if cfg.MODEL.KEYPOINT_ON:
+        errors.append("MODEL.KEYPOINT_ON=True: AnyPoolerRes5ROIHeads (C4) predicts no keypoints; use AnyPoolerROIHeads")
+    if len(cfg.MODEL.ROI_HEADS.IN_FEATURES) != 1:
+        errors.append(f"MODEL.ROI_HEADS.IN_FEATURES={list(cfg.MODEL.ROI_HEADS.IN_FEATURES)}: a C4 model pools from one feature map")
+    if not cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE:
+        errors.append("MODEL.ROI_BOX_HEAD.POOLER_TYPE is empty: a C4 model's box and mask heads share its pooler")
+    if cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE not in (1, 2):
+        errors.append(f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE}: expected 1 (the paper) or 2 (detectron2)")
+    return errors
