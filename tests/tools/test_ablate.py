@@ -1,10 +1,11 @@
 """tools/ablate.py: the CPU-scale Table 2 pipeline end to end (--quick), and its verdicts."""
 import json
+import os
 
 import pytest
 
 from ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, run_command, run_fingerprint
-from conftest import run_tool
+from conftest import CONFIGS_DIR, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,32 @@ def test_claim_verdicts(kind, first, second, verdict):
     assert actual == verdict
     assert difference == pytest.approx(sum(first) / len(first) - sum(second) / len(second))
     assert spread == pytest.approx(max(max(first) - min(first), max(second) - min(second)))
+
+
+# The COCO config that runs each row at the paper's scale: its header must state the paper's numbers
+# that the CPU table prints beside ours.
+FULL_SCALE_CONFIGS = {
+    ("2(b)", "sigmoid"): "mask_rcnn_R_50_C4.yaml",
+    ("2(b)", "softmax"): "mask_rcnn_R_50_C4_softmax.yaml",
+    ("2(c)", "RoIPool (max)"): "mask_rcnn_R_50_C4_roipool.yaml",
+    ("2(c)", "RoIWarp max"): "mask_rcnn_R_50_C4_roiwarp_max.yaml",
+    ("2(c)", "RoIWarp ave"): "mask_rcnn_R_50_C4_roiwarp_ave.yaml",
+    ("2(c)", "RoIAlign max"): "mask_rcnn_R_50_C4_roialign_max.yaml",
+    ("2(c)", "RoIAlign ave"): "mask_rcnn_R_50_C4.yaml",
+    ("2(d)", "RoIPool"): "mask_rcnn_R_50_C5_roipool.yaml",
+    ("2(d)", "RoIAlign"): "mask_rcnn_R_50_C5_roialign.yaml",
+    ("2(e)", "MLP fc 1024-1024"): "mask_rcnn_R_50_FPN_mlp_2fc.yaml",
+    ("2(e)", "MLP fc 1024-1024-1024"): "mask_rcnn_R_50_FPN_mlp_3fc.yaml",
+    ("2(e)", "FCN"): "mask_rcnn_R_50_FPN.yaml",
+    ("text", "class-specific"): "mask_rcnn_R_50_C4.yaml",
+    ("text", "class-agnostic"): "mask_rcnn_R_50_C4_class_agnostic.yaml",
+}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.table} {row.label}")
+def test_paper_numbers_agree_with_the_full_scale_config(row):
+    with open(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", FULL_SCALE_CONFIGS[row.table, row.label])) as f:
+        header = "".join(line for line in f if line.startswith("#"))
+    for values in ([v for v in row.paper_mask if v is not None], row.paper_box or ()):
+        stated = " / ".join(f"{v:.1f}" for v in values)  # "30.3 / 51.2 / 31.5", or "29.7" alone
+        assert stated in header, (stated, header)
