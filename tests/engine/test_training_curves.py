@@ -3,6 +3,7 @@ import json
 
 import cv2
 import pytest
+from detectron2.utils.events import EventStorage, JSONWriter
 
 from mask_rcnn_ext.engine.training_curves import plot_training_curves, read_metrics
 
@@ -22,6 +23,22 @@ def test_read_metrics_keeps_training_records_and_the_latest_of_repeats(tmp_path)
     ])  # fmt: skip
     records = read_metrics(str(metrics))
     assert [(r["iteration"], r["total_loss"]) for r in records] == [(19, 3.0), (39, 2.5), (59, 1.0)]
+
+
+def test_read_metrics_takes_the_training_records_whatever_the_line_order(tmp_path):
+    """detectron2 v0.6's JSONWriter writes the iterations of one flush in the order their scalars
+    were first logged: a scalar logged at iteration 0 only puts a line for iteration 0 last."""
+    metrics = tmp_path / "metrics.json"
+    with EventStorage(0) as storage:
+        writer = JSONWriter(str(metrics))
+        storage.put_scalars(total_loss=2.0, mask_accuracy=0.5)
+        storage.step()
+        storage.put_scalars(total_loss=1.0)
+        writer.write()
+        writer.close()
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [1, 0]
+    assert [r["iteration"] for r in read_metrics(str(metrics))] == [1]
 
 
 def test_plot_writes_a_png(tmp_path):
