@@ -31,9 +31,77 @@ def test_mismatched_config_is_refused(opts, message):
 def test_oks_sigmas_come_from_dataset_metadata():
     cfg = build_config(SYNTHETIC_CONFIG)
     assert keypoint_oks_sigmas(cfg, "synthetic_val")[:3] == pytest.approx([0.026, 0.025, 0.025])
-    cfg_conflict = build_config(SYNTHETIC_CONFIG, ["TEST.KEYPOINT_OKS_SIGMAS", str([0.1] * 17)])
+    # Evaluation would refuse the disagreement; the start-up checks already do.
     with pytest.raises(ValueError, match="TEST.KEYPOINT_OKS_SIGMAS=.* disagrees with the keypoint_oks_sigmas of dataset 'synthetic_val'"):
-        keypoint_oks_sigmas(cfg_conflict, "synthetic_val")
+        build_config(SYNTHETIC_CONFIG, ["TEST.KEYPOINT_OKS_SIGMAS", str([0.1] * 17)])
+
+
+FIVE = ["head", "left_fin", "right_fin", "back", "tail"]
+SOUND_FIVE = dict(keypoint_names=FIVE, keypoint_flip_map=[("left_fin", "right_fin")], keypoint_oks_sigmas=[0.05] * 5)
+
+
+def _keypoint_dataset(name: str, **metadata) -> str:
+    """`name` registered with no images and the given metadata: the config checks read only that."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, list)
+        MetadataCatalog.get(name).set(**metadata)
+    return name
+
+
+def _five_keypoint_opts(train: str, test: str) -> list:
+    return ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)", "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "5"]
+
+
+def test_a_sound_five_keypoint_set_passes():
+    name = _keypoint_dataset("kp_sound", **SOUND_FIVE)
+    assert config_errors(build_config(SYNTHETIC_CONFIG, _five_keypoint_opts(name, name), freeze=False)) == []
+
+
+@pytest.mark.parametrize(
+    "name, metadata, message",
+    [
+        ("kp_repeats", dict(keypoint_names=FIVE[:4] + ["back"]), r"DATASETS.TRAIN dataset 'kp_repeats': keypoint_names repeats \['back'\]"),
+        ("kp_flip_unknown", dict(keypoint_flip_map=[("left_fin", "left_wing")]),
+         r"DATASETS.TRAIN dataset 'kp_flip_unknown': keypoint_flip_map names unknown keypoints \['left_wing'\]"),
+        ("kp_flip_twice", dict(keypoint_flip_map=[("left_fin", "right_fin"), ("left_fin", "tail")]),
+         r"DATASETS.TRAIN dataset 'kp_flip_twice': keypoint_flip_map puts 'left_fin' in 2 pairs"),
+        ("kp_flip_self", dict(keypoint_flip_map=[("tail", "tail")]), r"DATASETS.TRAIN dataset 'kp_flip_self': keypoint_flip_map pairs 'tail' with itself"),
+        ("kp_no_flip_map", dict(keypoint_flip_map=None), r"DATASETS.TRAIN dataset 'kp_no_flip_map' has no keypoint_flip_map"),
+        ("kp_sigma_count", dict(keypoint_oks_sigmas=[0.05] * 4), r"DATASETS.TEST dataset 'kp_sigma_count': 4 keypoint_oks_sigmas for 5 keypoint_names"),
+        ("kp_sigma_sign", dict(keypoint_oks_sigmas=[0.05] * 4 + [0]), r"DATASETS.TEST dataset 'kp_sigma_sign': keypoint_oks_sigmas must be positive"),
+        ("kp_no_sigmas", dict(keypoint_oks_sigmas=None),
+         r"Dataset 'kp_no_sigmas' has 5 keypoint_names but its keypoint AP would use COCO's 17 person sigmas"),
+    ],
+)
+def test_inconsistent_keypoint_metadata_is_refused(name, metadata, message):
+    metadata = {k: v for k, v in {**SOUND_FIVE, **metadata}.items() if v is not None}
+    name = _keypoint_dataset(name, **metadata)
+    with pytest.raises(ValueError, match=message):
+        build_config(SYNTHETIC_CONFIG, _five_keypoint_opts(name, name))
+
+
+def test_config_oks_sigmas_must_number_the_keypoints():
+    name = _keypoint_dataset("kp_cfg_sigmas", keypoint_names=FIVE, keypoint_flip_map=[])
+    with pytest.raises(ValueError, match=r"Dataset 'kp_cfg_sigmas' has 5 keypoint_names but its keypoint AP would use the 3 TEST.KEYPOINT_OKS_SIGMAS"):
+        build_config(SYNTHETIC_CONFIG, _five_keypoint_opts(name, name) + ["TEST.KEYPOINT_OKS_SIGMAS", "[0.1, 0.1, 0.1]"])
+    assert config_errors(build_config(SYNTHETIC_CONFIG, _five_keypoint_opts(name, name) + ["TEST.KEYPOINT_OKS_SIGMAS", str([0.1] * 5)], freeze=False)) == []
+
+
+def test_training_and_test_sets_must_name_the_same_keypoints():
+    train = _keypoint_dataset("kp_train_fish", **SOUND_FIVE)
+    test = _keypoint_dataset("kp_test_fish", **dict(SOUND_FIVE, keypoint_names=["head", "right_fin", "left_fin", "back", "tail"]))
+    with pytest.raises(ValueError, match=r"DATASETS.TEST dataset 'kp_test_fish' has keypoint_names \['head', 'right_fin', .*\] "
+                                         r"but DATASETS.TRAIN dataset 'kp_train_fish' has \['head', 'left_fin', "):
+        build_config(SYNTHETIC_CONFIG, _five_keypoint_opts(train, test))
+
+
+def test_keypoints_in_the_data_are_fine_for_a_model_without_keypoints():
+    name = _keypoint_dataset("kp_unused", **SOUND_FIVE)
+    other = _keypoint_dataset("kp_unused_other", keypoint_names=["a"], keypoint_flip_map=[])
+    opts = _five_keypoint_opts(name, other) + ["MODEL.KEYPOINT_ON", "False", "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "17"]
+    assert config_errors(build_config(SYNTHETIC_CONFIG, opts, freeze=False)) == []
 
 
 def test_unknown_evaluator_type_is_named():

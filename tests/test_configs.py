@@ -16,7 +16,11 @@ CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recur
 # Base-*.yaml hold what their leaves share (a recipe, an architecture) and need not be whole
 # models; every one of them is built through its leaves.
 LEAF_CONFIGS = [f for f in CONFIG_FILES if not os.path.basename(f).startswith("Base-")]
-COCO_CONFIGS = sorted(glob.glob(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "*.yaml")))
+COCO_CONFIGS = [
+    f for folder in ("COCO-InstanceSegmentation", "COCO-Keypoints")
+    for f in sorted(glob.glob(os.path.join(CONFIGS_DIR, folder, "*.yaml")))
+    if not os.path.basename(f).startswith("Base-")
+]
 
 
 def test_configs_are_found():

@@ -5,8 +5,11 @@
 
 Trains CFG with tools/train_net.py (resuming from OUTPUT/train if an earlier run got part way,
 so a second run only re-evaluates), then writes:
-  OUTPUT/metrics.json          final box / mask / keypoint AP per test dataset (COCO metrics)
-                               and the seconds each step took
+  OUTPUT/metrics.json          final box / mask / keypoint AP per test dataset (COCO metrics),
+                               the keypoint diagnostics' pooled numbers, the seconds each step took
+  OUTPUT/keypoint_diagnostics.json, .png
+                               per-keypoint mean normalised error and detection rates (models
+                               with keypoints; mask_rcnn_ext.evaluation.keypoint_diagnostics)
   OUTPUT/vis/                  predictions drawn on a few val images (tools/demo.py)
   OUTPUT/training_curves.png   losses and learning rate over iterations
 Trailing KEY VALUE pairs override the config (e.g. SOLVER.MAX_ITER 50 for a quick check).
@@ -14,6 +17,7 @@ Trailing KEY VALUE pairs override the config (e.g. SOLVER.MAX_ITER 50 for a quic
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +27,8 @@ from detectron2.data import DatasetCatalog
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.training_curves import plot_training_curves
+from mask_rcnn_ext.evaluation.keypoint_diagnostics import JSON_FILE as DIAGNOSTICS_JSON
+from mask_rcnn_ext.evaluation.keypoint_diagnostics import PNG_FILE as DIAGNOSTICS_PNG
 from mask_rcnn_ext.io_utils import write_json_atomically
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +72,9 @@ def main() -> None:
          "--input", *vis_inputs, "--output", os.path.join(args.output_dir, "vis"),
          "--opts", *opts, "MODEL.WEIGHTS", os.path.join(train_dir, "model_final.pth")])
     plot_training_curves(os.path.join(train_dir, "metrics.json"), os.path.join(args.output_dir, "training_curves.png"))
+    for name in (DIAGNOSTICS_JSON, DIAGNOSTICS_PNG):  # the evaluator wrote them beside COCOEvaluator's files
+        if os.path.exists(os.path.join(train_dir, "inference", name)):
+            shutil.copyfile(os.path.join(train_dir, "inference", name), os.path.join(args.output_dir, name))
     seconds["visualize"] = time.perf_counter() - start
 
     summary = {
@@ -81,8 +90,13 @@ def main() -> None:
             if task in dataset_results:
                 r = dataset_results[task]
                 print(f"  {task:>9}: AP {r['AP']:.1f}  AP50 {r['AP50']:.1f}  AP75 {r['AP75']:.1f}")
+        diagnostics = dataset_results.get("keypoint_diagnostics")
+        if diagnostics:
+            rates = "  ".join(f"{k} {v:.2f}" for k, v in diagnostics.items() if k.startswith("detect@") and "-" not in k)
+            print(f"  keypoints: mean error {diagnostics['mean_error']:.3f} (of sqrt(area))  {rates}")
     print(f"  seconds: {summary['seconds']}")
-    print(f"  wrote {args.output_dir}/metrics.json, vis/, training_curves.png")
+    print(f"  wrote {args.output_dir}/metrics.json, vis/, training_curves.png"
+          + (f", {DIAGNOSTICS_JSON}, {DIAGNOSTICS_PNG}" if os.path.exists(os.path.join(args.output_dir, DIAGNOSTICS_PNG)) else ""))
 
 
 if __name__ == "__main__":

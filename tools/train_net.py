@@ -5,10 +5,13 @@
     tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
     tools/train_net.py --config-file CFG --resume          # continue from OUTPUT_DIR/last_checkpoint
     tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+    tools/train_net.py --import my_project.datasets --config-file CFG   # your datasets / heads
 
 Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS sigmas from the
 dataset); results are also written to OUTPUT_DIR/eval_results.json.
 """
+import importlib
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 
@@ -22,6 +25,8 @@ def setup(args):
 
 
 def main(args):
+    for module in args.imports:  # in every worker process: registrations live in the process
+        importlib.import_module(module)
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -33,7 +38,13 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import MODULE first (repeatable): a module of yours that registers datasets "
+        "(e.g. with mask_rcnn_ext.data.register_coco_keypoints) or heads",
+    )
+    args = parser.parse_args()
     launch(
         main,
         args.num_gpus,

@@ -21,6 +21,15 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS = "sigmoid"
     # MLPMaskHead's hidden fc widths (Table 2(e): [1024, 1024] or [1024, 1024, 1024]).
     cfg.MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS = [1024, 1024]
+    # Multiplies loss_mask (the paper: 1). The other tasks' weights are detectron2's keys:
+    # MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT and MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT.
+    cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT = 1.0
+
+    # Read by our keypoint heads (KeypointMaskHead and its subclasses).
+    cfg.MASK_RCNN_EXT.KEYPOINT_HEAD = CN()
+    # Bilinear upsampling factor after the deconv: heatmaps of 2 * UP_SCALE * POOLER_RESOLUTION
+    # per side. 2 as detectron2 and the paper (14 -> 56).
+    cfg.MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE = 2
 
     # Read by AnyPoolerRes5ROIHeads (C4 models).
     cfg.MASK_RCNN_EXT.RES5_HEAD = CN()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mask_rcnn_ext import build_config
+from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
@@ -16,7 +18,11 @@ from conftest import SYNTHETIC_CONFIG, run_tool
 
 # Floors a little under what this run reaches (README "Results" has the measured
 # values); a model that stops learning any of the three tasks falls below them.
-AP_FLOORS = {"bbox": 9.0, "segm": 6.0, "keypoints": 1.0}
+AP_FLOORS = {"bbox": 15.0, "segm": 9.0, "keypoints": 5.0}
+# ... and of the fraction of visible val keypoints found within OKS similarity 0.5.
+DETECT_AT_05_FLOOR = 0.35
+_CFG = build_config(SYNTHETIC_CONFIG)
+MAX_ITER, CHECKPOINT_PERIOD = _CFG.SOLVER.MAX_ITER, _CFG.SOLVER.CHECKPOINT_PERIOD
 
 
 def _eval_results(output_dir):
@@ -32,7 +38,7 @@ def _logged_iterations(metrics_json: Path):
 def test_losses_fall(trained_run):
     records = read_metrics(os.path.join(trained_run, "metrics.json"))
     first, last = records[0], records[-1]
-    assert last["iteration"] == 999
+    assert last["iteration"] == MAX_ITER - 1
     assert last["total_loss"] < first["total_loss"]
     assert last["loss_mask"] < 0.9 * first["loss_mask"]
     assert last["loss_rpn_cls"] < 0.5 * first["loss_rpn_cls"]
@@ -45,17 +51,30 @@ def test_ap_beats_floor(trained_run, task):
     assert ap > AP_FLOORS[task], f"{task} AP {ap:.2f} <= floor {AP_FLOORS[task]}"
 
 
+def test_evaluation_reports_per_keypoint_diagnostics(trained_run):
+    """One evaluation gives box, mask and keypoint AP and the per-keypoint diagnostics, as scalars
+    and as the JSON table + plot beside COCOEvaluator's files."""
+    diagnostics = _eval_results(trained_run)["keypoint_diagnostics"]
+    with open(os.path.join(trained_run, "inference", "keypoint_diagnostics.json")) as f:
+        table = json.load(f)
+    assert [k["name"] for k in table["per_keypoint"]] == list(COCO_KEYPOINT_NAMES)
+    assert diagnostics["detect@0.5"] == table["detect@0.5"]
+    assert diagnostics["mean_error-nose"] == table["per_keypoint"][0]["mean_error"]
+    assert table["detect@0.5"] > DETECT_AT_05_FLOOR, table["detect@0.5"]
+    assert os.path.getsize(os.path.join(trained_run, "inference", "keypoint_diagnostics.png")) > 0
+
+
 def test_checkpoint_holds_weights_and_state(trained_run):
     with open(os.path.join(trained_run, "last_checkpoint")) as f:
         assert f.read().strip() == "model_final.pth"
     checkpoint = torch.load(os.path.join(trained_run, "model_final.pth"), weights_only=True)
-    assert checkpoint["iteration"] == 999
+    assert checkpoint["iteration"] == MAX_ITER - 1
     assert {"model", "trainer", "iteration"} <= set(checkpoint)
     # What --resume needs besides the weights: SGD momentum and the LR schedule's position.
     assert "optimizer" in checkpoint["trainer"][INNER_TRAINER_KEY]
-    assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 1000
+    assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == MAX_ITER
     assert any(k.startswith("roi_heads.keypoint_head.") for k in checkpoint["model"])
-    assert os.path.exists(os.path.join(trained_run, "model_0000499.pth"))  # CHECKPOINT_PERIOD 500
+    assert os.path.exists(os.path.join(trained_run, f"model_{CHECKPOINT_PERIOD - 1:07d}.pth"))
 
 
 def test_eval_only_reproduces_the_final_evaluation(trained_run, datasets_env, tmp_path):
@@ -73,14 +92,14 @@ def test_resume_continues_from_the_last_checkpoint(trained_run, datasets_env, tm
     shutil.copytree(trained_run, resumed)
     run_tool(
         "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--resume", "SOLVER.MAX_ITER", "1010",
+        ["--config-file", SYNTHETIC_CONFIG, "--resume", "SOLVER.MAX_ITER", MAX_ITER + 10,
          "DATASETS.TEST", "()", "OUTPUT_DIR", resumed],
         datasets_env, tmp_path / "stdout.log",
     )  # fmt: skip
     checkpoint = torch.load(resumed / "model_final.pth", weights_only=True)
-    assert checkpoint["iteration"] == 1009
+    assert checkpoint["iteration"] == MAX_ITER + 9
     before, after = (_logged_iterations(d / "metrics.json") for d in (Path(trained_run), resumed))
     assert after[: len(before)] == before
     appended = after[len(before) :]
-    # Only iterations after 999 were trained again: training went on from the checkpoint.
-    assert appended and min(appended) >= 1000 and max(appended) == 1009
+    # Only iterations after the last one were trained again: training went on from the checkpoint.
+    assert appended and min(appended) >= MAX_ITER and max(appended) == MAX_ITER + 9

@@ -1,10 +1,17 @@
-"""tools/demo.py on the trained model: PNGs and predictions.json, unreadable inputs reported."""
+"""tools/demo.py on the trained model: PNGs and predictions.json, unreadable inputs reported;
+skeletons of any keypoint set drawn."""
 import json
 import os
 import shutil
 
 import cv2
+import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.structures import Instances
+from detectron2.utils.visualizer import ColorMode, Visualizer
 
+from mask_rcnn_ext.data import register_coco_keypoints
 from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES, THING_CLASSES
 
 from conftest import SYNTHETIC_CONFIG, run_tool
@@ -52,3 +59,50 @@ def test_demo_exits_1_when_nothing_is_readable(trained_run, datasets_env, tmp_pa
         datasets_env, tmp_path / "stdout.log", expected_exit_codes=(1,),
     )  # fmt: skip
     assert "matched no image" in (tmp_path / "stdout.log").read_text()
+
+
+def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):
+    """The demo draws with detectron2's Visualizer and the test dataset's metadata. For a 5-keypoint
+    set (none of COCO's names, which its person-only extra lines look up), each skeleton edge is a
+    line in the edge's colour, and keypoints not joined by the skeleton stay unjoined."""
+    names = ["head", "left_fin", "right_fin", "back", "tail"]
+    category = dict(id=1, name="fish", keypoints=names, skeleton=[[1, 4], [4, 5], [2, 4], [3, 4]])
+    (tmp_path / "fish.json").write_text(json.dumps(dict(images=[], annotations=[], categories=[category])))
+    register_coco_keypoints("demo_test_fish", str(tmp_path / "fish.json"), str(tmp_path), keypoint_oks_sigmas=[0.05] * 5)
+    metadata = MetadataCatalog.get("demo_test_fish")
+
+    # A star around "back": head left, tail right, fins above and below; (x, y, score) per keypoint.
+    xy = {"head": (20, 60), "left_fin": (60, 20), "right_fin": (60, 100), "back": (60, 60), "tail": (100, 60)}
+    instances = Instances((120, 120), pred_keypoints=torch.tensor([[[*xy[n], 1.0] for n in names]]))
+    drawing = Visualizer(np.zeros((120, 120, 3), np.uint8), metadata, instance_mode=ColorMode.IMAGE)
+    drawing = drawing.draw_instance_predictions(instances).get_image()
+
+    def pixel_between(a, b):
+        (xa, ya), (xb, yb) = xy[a], xy[b]
+        return drawing[(ya + yb) // 2, (xa + xb) // 2].astype(int)
+
+    assert len(metadata.keypoint_connection_rules) == 4
+    for a, b, colour in metadata.keypoint_connection_rules:
+        assert np.abs(pixel_between(a, b) - colour).max() <= 2, (a, b)
+    assert not pixel_between("head", "left_fin").any()  # not a skeleton edge: background
+
+
+def test_run_demo_on_a_finished_run_reevaluates_and_writes_every_output(trained_run, datasets_env, tmp_path):
+    """`make demo` a second time: resumes the finished training (no step), evaluates, draws, and
+    writes the AP summary, curves and keypoint diagnostics beside each other."""
+    output = tmp_path / "demo"
+    shutil.copytree(trained_run, output / "train")
+    run_tool("run_demo.py", ["--output-dir", output, "--num-vis", "2"], datasets_env, tmp_path / "stdout.log")
+    log = (tmp_path / "stdout.log").read_text()
+    assert "keypoints: AP" in log and "keypoints: mean error" in log
+
+    with open(output / "metrics.json") as f:
+        summary = json.load(f)
+    with open(os.path.join(trained_run, "eval_results.json")) as f:
+        trained = json.load(f)
+    assert summary["results"]["synthetic_val"] == trained  # the same weights evaluate the same
+    assert sorted(os.listdir(output / "vis")) == ["000000.png", "000001.png", "predictions.json"]
+    for name in ("training_curves.png", "keypoint_diagnostics.png"):
+        assert cv2.imread(str(output / name)) is not None
+    with open(output / "keypoint_diagnostics.json") as f:
+        assert json.load(f)["detect@0.5"] == trained["keypoint_diagnostics"]["detect@0.5"]

@@ -19,10 +19,17 @@ from .synthetic import (
     ensure_coco_split,
 )
 
-# name -> what to generate. Train and val differ only in seed and size.
+# name -> what to generate. Train and val of a kind differ only in seed and size.
+# synthetic_*: 2-3 people among 1-5 shapes in every image (the demo's masks + keypoints: a
+# person seen often enough to learn pose in the demo's schedule); synthetic_people_*: 2-3 people
+# among up to 3 shapes (the keypoint-focused config).
+_MIXED = dict(person_probability=1.0, min_people=2, max_people=3, min_objects=1, max_objects=5)
+_PEOPLE = dict(person_probability=1.0, min_people=2, max_people=3, min_objects=0, max_objects=3)
 SYNTHETIC_SPLITS: Dict[str, SyntheticSpec] = {
-    "synthetic_train": SyntheticSpec(num_images=500, seed=1),
-    "synthetic_val": SyntheticSpec(num_images=100, seed=2),
+    "synthetic_train": SyntheticSpec(num_images=1000, seed=1, **_MIXED),
+    "synthetic_val": SyntheticSpec(num_images=100, seed=2, **_MIXED),
+    "synthetic_people_train": SyntheticSpec(num_images=1000, seed=3, **_PEOPLE),
+    "synthetic_people_val": SyntheticSpec(num_images=100, seed=4, **_PEOPLE),
 }
 
 

@@ -8,9 +8,11 @@ machine. An image holds:
 * 2-8 objects of six shape classes told apart by outline only: star, crescent, ring (with a
   hole), Fourier blob, rounded cross, horseshoe; random colour/texture, rotation, aspect and
   size (24-140 px), some cut by the image border;
-* often 1-2 person stick figures (60-220 px tall) carrying the 17 COCO keypoints. About 80% face
-  the camera (the person's left is on the image's right; a face is drawn), the rest show their
-  back (mirrored left/right; eyes and nose unlabelled, v=0). A keypoint covered by a later object
+* often people (80-220 px tall, `SyntheticSpec` says how many) carrying the 17 COCO keypoints,
+  dressed in a T-shirt and shorts so that each limb joint shows as on a real body: elbows and
+  knees where cloth meets skin, wrists and ankles at hands and shoes. About 80% face the camera
+  (the person's left is on the image's right; a face is drawn), the rest show their back
+  (mirrored left/right; eyes and nose unlabelled, v=0). A keypoint covered by a later object
   is labelled v=1, one outside the image is v=0 with x=y=0, as in COCO.
 
 Objects are composited in order; each annotation's mask is the instance's *visible* part, so the
@@ -36,7 +38,7 @@ from pycocotools import mask as mask_util
 from ..io_utils import write_json_atomically
 
 # Bump when the generated content changes for the same spec: cached splits then regenerate.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 PERSON_CLASS = "person"
 SHAPE_CLASSES = ("star", "crescent", "ring", "blob", "cross", "horseshoe")
@@ -85,7 +87,8 @@ class SyntheticSpec:
         seed: base seed; image `i` uses the seed sequence (seed, i).
         min_side, max_side: image height and width are drawn from [min_side, max_side].
         min_objects, max_objects: shape objects per image (before placement rejections).
-        person_probability: chance that an image has people; then 1 or 2.
+        person_probability: chance that an image has people.
+        min_people, max_people: people in an image that has people.
         min_object_size, max_object_size: object diameter in pixels (log-uniform).
         min_person_height, max_person_height: stick-figure height in pixels.
         min_visible_fraction: an instance keeps at least this fraction of itself visible.
@@ -99,9 +102,11 @@ class SyntheticSpec:
     min_objects: int = 2
     max_objects: int = 8
     person_probability: float = 0.6
+    min_people: int = 1
+    max_people: int = 2
     min_object_size: int = 24
     max_object_size: int = 140
-    min_person_height: int = 60
+    min_person_height: int = 80
     max_person_height: int = 220
     min_visible_fraction: float = 0.4
     min_visible_pixels: int = 25
@@ -310,22 +315,27 @@ def _draw_person(rng, h: int, w: int, pad: int, height: float, facing_camera: bo
     keypoints = np.round(local @ np.array([[c, -s], [s, c]]).T + np.asarray(foot)).astype(int)
     on_canvas = keypoints + pad
     head_r = max(2, int(round(0.07 * height)))
-    limb = max(2, int(round(0.045 * height)))
-    skin, hair, trousers = _colour(rng), _colour(rng), _colour(rng)
+    arm, leg = (max(2, int(round(f * height))) for f in (0.05, 0.065))
+    extremity_r = max(2, int(round(0.035 * height)))  # hands and shoes
+    skin, hair, trousers, shoes = _colour(rng), _colour(rng), _colour(rng), _colour(rng)
     kp = {name: tuple(int(v) for v in on_canvas[i]) for name, i in _KP.items()}
-    # Each body part is drawn into its own label image: 1 head, 2 shirt, 3 trousers, 4 face marks.
+    # Each body part is drawn into its own label image: 1 head, 2 shirt, 3 trousers, 4 face marks,
+    # 5 skin (forearms, hands, shins), 6 shoes. As on a person in a T-shirt and shorts, every limb
+    # joint shows: elbows and knees where cloth meets skin, wrists and ankles at hands and shoes.
     canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
     neck = tuple((np.add(kp["left_shoulder"], kp["right_shoulder"]) // 2).tolist())
     head_centre = tuple((np.add(kp["left_ear"], kp["right_ear"]) // 2).tolist())
-    cv2.line(canvas, head_centre, neck, 2, limb)
+    cv2.line(canvas, head_centre, neck, 2, arm)
     for side in ("left", "right"):
-        cv2.line(canvas, kp[f"{side}_hip"], kp[f"{side}_knee"], 3, limb)
-        cv2.line(canvas, kp[f"{side}_knee"], kp[f"{side}_ankle"], 3, limb)
+        cv2.line(canvas, kp[f"{side}_knee"], kp[f"{side}_ankle"], 5, leg)
+        cv2.line(canvas, kp[f"{side}_hip"], kp[f"{side}_knee"], 3, leg)
+        cv2.circle(canvas, kp[f"{side}_ankle"], extremity_r, 6, -1)
     torso = np.array([kp["left_shoulder"], kp["right_shoulder"], kp["right_hip"], kp["left_hip"]], np.int32)
     cv2.fillPoly(canvas, [torso], 2)
     for side in ("left", "right"):
-        cv2.line(canvas, kp[f"{side}_shoulder"], kp[f"{side}_elbow"], 2, limb)
-        cv2.line(canvas, kp[f"{side}_elbow"], kp[f"{side}_wrist"], 2, limb)
+        cv2.line(canvas, kp[f"{side}_elbow"], kp[f"{side}_wrist"], 5, arm)
+        cv2.line(canvas, kp[f"{side}_shoulder"], kp[f"{side}_elbow"], 2, arm)
+        cv2.circle(canvas, kp[f"{side}_wrist"], extremity_r, 5, -1)
     cv2.circle(canvas, head_centre, head_r, 1, -1)
     if facing_camera:
         dot = max(1, head_r // 5)
@@ -333,7 +343,7 @@ def _draw_person(rng, h: int, w: int, pad: int, height: float, facing_camera: bo
             cv2.circle(canvas, kp[name], dot, 4, -1)
     labels, whole_area = _crop(canvas, pad, h, w)
     texture, palette = object_texture(rng, h, w)  # the shirt's
-    colours = {1: skin if facing_camera else hair, 3: trousers, 4: np.array((20, 20, 20))}
+    colours = {1: skin if facing_camera else hair, 3: trousers, 4: np.array((20, 20, 20)), 5: skin, 6: shoes}
     noise = rng.integers(-TEXTURE_NOISE, TEXTURE_NOISE + 1, size=(h, w, 3), dtype=np.int16)
     for label, colour in colours.items():
         texture[labels == label] = (colour + noise[labels == label]).clip(0, 255).astype(np.uint8)
@@ -401,7 +411,7 @@ def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dic
     image = background(rng, h, w)
     categories = [str(c) for c in rng.choice(SHAPE_CLASSES, size=int(rng.integers(spec.min_objects, spec.max_objects + 1)))]
     if rng.random() < spec.person_probability:
-        categories += [PERSON_CLASS] * int(rng.integers(1, 3))
+        categories += [PERSON_CLASS] * int(rng.integers(spec.min_people, spec.max_people + 1))
     rng.shuffle(categories)
 
     placed: List[dict] = []

@@ -4,24 +4,29 @@ names and that the model keys make sense together (`modeling/config_checks.py`).
 A mismatch (say NUM_CLASSES or NUM_KEYPOINTS against the dataset's classes and keypoints) would
 otherwise surface as a shape error or silently wrong numbers hours into training.
 """
-from typing import List
+from typing import List, Tuple
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..data.coco_keypoints import keypoint_set_errors
 from ..modeling.config_checks import model_config_errors
+from .evaluators import keypoint_oks_sigmas
 
 
 def config_errors(cfg: CfgNode) -> List[str]:
     """Every inconsistency among `cfg`'s model keys and every disagreement between `cfg` and the
     metadata of its DATASETS.TRAIN/TEST, as messages."""
-    errors = model_config_errors(cfg)
+    errors, registered = model_config_errors(cfg), []
     for key, names in (("DATASETS.TRAIN", cfg.DATASETS.TRAIN), ("DATASETS.TEST", cfg.DATASETS.TEST)):
         for name in names:
             if name not in DatasetCatalog.list():
                 errors.append(f"{key}: dataset '{name}' is not registered (is its module imported?)")
                 continue
             errors += _dataset_errors(cfg, key, name, MetadataCatalog.get(name))
+            registered.append((key, name))
+    if cfg.MODEL.KEYPOINT_ON:
+        errors += _keypoint_set_mismatches(registered)
     return errors
 
 
@@ -44,16 +49,32 @@ def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
             f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS={num_keypoints} but {key} dataset '{name}' "
             f"has {len(names)} keypoint_names"
         )
-    flipped = {k for pair in meta.get("keypoint_flip_map", ()) for k in pair}
-    if flipped - set(names):
-        errors.append(f"{key} dataset '{name}': keypoint_flip_map names unknown keypoints {sorted(flipped - set(names))}")
-    sigmas = meta.get("keypoint_oks_sigmas", None) or cfg.TEST.KEYPOINT_OKS_SIGMAS
-    if sigmas and len(sigmas) != len(names):
+    errors += [
+        f"{key} dataset '{name}': {error}"
+        for error in keypoint_set_errors(names, meta.get("keypoint_flip_map", ()), meta.get("keypoint_oks_sigmas", None))
+    ]
+    if key == "DATASETS.TRAIN" and meta.get("keypoint_flip_map", None) is None:
         errors.append(
-            f"{key} dataset '{name}': {len(sigmas)} OKS sigmas (keypoint_oks_sigmas or "
-            f"TEST.KEYPOINT_OKS_SIGMAS) for {len(names)} keypoint_names"
+            f"{key} dataset '{name}' has no keypoint_flip_map, which detectron2's training data loader "
+            f"reads; set it to [] if no keypoints swap under a horizontal flip"
         )
+    if key == "DATASETS.TEST":  # only evaluation reads OKS sigmas
+        try:
+            keypoint_oks_sigmas(cfg, name)
+        except ValueError as e:
+            errors.append(str(e))
     return errors
+
+
+def _keypoint_set_mismatches(datasets: List[Tuple[str, str]]) -> List[str]:
+    """A model predicts one keypoint set: each (key, dataset) it trains or is tested on must list
+    the keypoint_names of the first, in the same order."""
+    named = [(key, name, MetadataCatalog.get(name).get("keypoint_names", None)) for key, name in datasets]
+    named = [(key, name, list(kps)) for key, name, kps in named if kps is not None]  # absent: reported per dataset
+    return [
+        f"{key} dataset '{name}' has keypoint_names {kps} but {named[0][0]} dataset '{named[0][1]}' has {named[0][2]}"
+        for key, name, kps in named[1:] if kps != named[0][2]
+    ]
 
 
 def check_config(cfg: CfgNode) -> None:

@@ -4,7 +4,10 @@ from typing import Optional, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
+
+from ..data.coco_keypoints import COCO_PERSON_OKS_SIGMAS
+from ..evaluation import KeypointDiagnosticsEvaluator
 
 
 def has_detectron2_extension() -> bool:
@@ -30,25 +33,42 @@ def use_fast_coco_eval(backend: str) -> bool:
 def keypoint_oks_sigmas(cfg: CfgNode, dataset_name: str) -> Sequence[float]:
     """OKS sigmas for `dataset_name`: its metadata's `keypoint_oks_sigmas`, else TEST.KEYPOINT_OKS_SIGMAS.
 
-    Returns an empty sequence when neither is set; COCOEvaluator then uses COCO's person sigmas.
+    Returns an empty sequence when neither is set; COCOEvaluator then uses COCO's 17 person sigmas.
+    Raises ValueError when the two disagree, or when the sigmas taken from the config or COCO do not
+    number the dataset's keypoint_names. The start-up config checks call this, so both fail before
+    training rather than at the first evaluation.
     """
-    from_metadata = MetadataCatalog.get(dataset_name).get("keypoint_oks_sigmas", None)
+    meta = MetadataCatalog.get(dataset_name)
+    from_metadata = meta.get("keypoint_oks_sigmas", None)
     from_cfg = list(cfg.TEST.KEYPOINT_OKS_SIGMAS)
-    if from_metadata is not None and from_cfg and list(from_metadata) != from_cfg:
-        raise ValueError(
-            f"TEST.KEYPOINT_OKS_SIGMAS={from_cfg} disagrees with the keypoint_oks_sigmas of dataset "
-            f"'{dataset_name}' ({list(from_metadata)}); leave TEST.KEYPOINT_OKS_SIGMAS empty to use the dataset's."
-        )
-    return list(from_metadata) if from_metadata is not None else from_cfg
+    if from_metadata is not None:
+        if from_cfg and list(from_metadata) != from_cfg:
+            raise ValueError(
+                f"TEST.KEYPOINT_OKS_SIGMAS={from_cfg} disagrees with the keypoint_oks_sigmas of dataset "
+                f"'{dataset_name}' ({list(from_metadata)}); leave TEST.KEYPOINT_OKS_SIGMAS empty to use the dataset's."
+            )
+        return list(from_metadata)  # their count is checked with the dataset's other keypoint metadata
+    names = meta.get("keypoint_names", None)
+    if names is not None and len(from_cfg or COCO_PERSON_OKS_SIGMAS) != len(names):
+        used = (f"the {len(from_cfg)} TEST.KEYPOINT_OKS_SIGMAS" if from_cfg else
+                f"COCO's {len(COCO_PERSON_OKS_SIGMAS)} person sigmas (it has no keypoint_oks_sigmas and "
+                f"TEST.KEYPOINT_OKS_SIGMAS is empty)")
+        raise ValueError(f"Dataset '{dataset_name}' has {len(names)} keypoint_names but its keypoint AP would use {used}")
+    return from_cfg
 
 
 def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
-    return COCOEvaluator(
+    """COCO box / mask / keypoint AP; with keypoints, also the per-keypoint diagnostics."""
+    sigmas = keypoint_oks_sigmas(cfg, dataset_name) if cfg.MODEL.KEYPOINT_ON else ()
+    coco = COCOEvaluator(
         dataset_name,
         output_dir=output_dir,
         use_fast_impl=use_fast_coco_eval(cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND),
-        kpt_oks_sigmas=keypoint_oks_sigmas(cfg, dataset_name) if cfg.MODEL.KEYPOINT_ON else (),
+        kpt_oks_sigmas=sigmas,
     )
+    if not cfg.MODEL.KEYPOINT_ON:
+        return coco
+    return DatasetEvaluators([coco, KeypointDiagnosticsEvaluator(dataset_name, output_dir, oks_sigmas=sigmas)])
 
 
 # evaluator_type (dataset metadata) -> builder(cfg, dataset_name, output_dir)

@@ -1,6 +1,8 @@
 """Model components, registered in detectron2's registries on import: backbones, RoI feature ops
-and their pooler, ROI heads and mask heads."""
+and their pooler, ROI heads, mask heads and keypoint heads."""
 from .backbone import build_narrow_resnet, build_narrow_resnet_backbone, build_narrow_resnet_fpn_backbone, build_res5_stage
+from .keypoint_heads import BaseKeypointHead, KeypointMaskHead
+from .keypoint_losses import keypoint_loss_normalizer, keypoint_softmax_loss, keypoint_targets
 from .mask_heads import BaseMaskHead, FCNMaskHead, MLPMaskHead, num_mask_channels
 from .mask_losses import MASK_LOSSES, MaskLoss, mask_targets
 from .poolers import RoIFeaturePooler, build_roi_pooler
@@ -10,8 +12,10 @@ from .roi_heads import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
 __all__ = [
     "AnyPoolerROIHeads",
     "AnyPoolerRes5ROIHeads",
+    "BaseKeypointHead",
     "BaseMaskHead",
     "FCNMaskHead",
+    "KeypointMaskHead",
     "MASK_LOSSES",
     "MLPMaskHead",
     "MaskLoss",
@@ -23,6 +27,9 @@ __all__ = [
     "build_narrow_resnet_fpn_backbone",
     "build_res5_stage",
     "build_roi_pooler",
+    "keypoint_loss_normalizer",
+    "keypoint_softmax_loss",
+    "keypoint_targets",
     "mask_targets",
     "num_mask_channels",
     "roi_align_max",

@@ -1,15 +1,16 @@
 """Checks, before a model is built, that the keys our components read make sense together.
 
 Without them a POOLER_TYPE of ours under detectron2's ROI heads fails deep inside ROIPooler
-("Unknown pooler type"), and MASK_RCNN_EXT.MASK_HEAD.LOSS under a stock mask head is ignored
-without a word.
+("Unknown pooler type"), and MASK_RCNN_EXT.MASK_HEAD.LOSS (or LOSS_WEIGHT, or
+MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE) under a stock head is ignored without a word.
 """
 from typing import List
 
 from detectron2.config import CfgNode
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, Res5ROIHeads
+from detectron2.modeling.roi_heads import ROI_KEYPOINT_HEAD_REGISTRY, ROI_MASK_HEAD_REGISTRY, Res5ROIHeads
 
+from .keypoint_heads import KeypointMaskHead
 from .mask_heads import BaseMaskHead, MLPMaskHead
 from .mask_losses import MASK_LOSSES
 from .roi_feature_ops import ROI_FEATURE_OP_REGISTRY
@@ -81,15 +82,40 @@ def _mask_head_errors(cfg: CfgNode) -> List[str]:
         )
     elif issubclass(head_class, MLPMaskHead) and not cfg.MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS:
         errors.append("MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS is empty; MLPMaskHead needs at least one hidden fc layer")
+    loss_weight = cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT
+    if loss_weight != 1.0 and head_class is not None and not issubclass(head_class, BaseMaskHead):
+        errors.append(
+            f"MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT={loss_weight} is read by mask_rcnn_ext's mask heads (subclasses of "
+            f"BaseMaskHead); MODEL.ROI_MASK_HEAD.NAME='{head_name}' would weight loss_mask by 1 instead"
+        )
+    return errors
+
+
+def _keypoint_head_errors(cfg: CfgNode) -> List[str]:
+    if not cfg.MODEL.KEYPOINT_ON:
+        return []
+    errors = []
+    up_scale = cfg.MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE
+    if up_scale < 1:
+        errors.append(f"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE={up_scale}: expected >= 1 (the paper and detectron2: 2)")
+    head_name = cfg.MODEL.ROI_KEYPOINT_HEAD.NAME
+    head_class = _registered(ROI_KEYPOINT_HEAD_REGISTRY, head_name)
+    if head_class is None:
+        errors.append(f"MODEL.ROI_KEYPOINT_HEAD.NAME='{head_name}' is not registered (is its module imported?)")
+    elif up_scale != 2 and not issubclass(head_class, KeypointMaskHead):
+        errors.append(
+            f"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE={up_scale} is read by KeypointMaskHead (and its subclasses); "
+            f"MODEL.ROI_KEYPOINT_HEAD.NAME='{head_name}' would ignore it"
+        )
     return errors
 
 
 def model_config_errors(cfg: CfgNode) -> List[str]:
-    """Every inconsistency among the keys of the ROI heads, poolers and mask heads, as messages."""
+    """Every inconsistency among the keys of the ROI heads, poolers, mask and keypoint heads, as messages."""
     roi_heads_class = _registered(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME)
     if roi_heads_class is None:
         return [f"MODEL.ROI_HEADS.NAME='{cfg.MODEL.ROI_HEADS.NAME}' is not registered (is its module imported?)"]
-    errors = _pooler_errors(cfg, roi_heads_class) + _mask_head_errors(cfg)
+    errors = _pooler_errors(cfg, roi_heads_class) + _mask_head_errors(cfg) + _keypoint_head_errors(cfg)
     if issubclass(roi_heads_class, AnyPoolerRes5ROIHeads):
         errors += res5_roi_heads_config_errors(cfg)
     elif cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE != 2 and issubclass(roi_heads_class, Res5ROIHeads):

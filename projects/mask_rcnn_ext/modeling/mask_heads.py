@@ -42,8 +42,9 @@ class BaseMaskHead(BaseMaskRCNNHead):
     Subclasses implement `layers(x)`: RoI features (R, C_in, S, S) -> mask logits (R, C, M, M)
     with C = `num_mask_channels(cfg)` (BaseMaskRCNNHead declares it; a mixin's `layers` must come
     after this class in the bases, as in FCNMaskHead).
-    Training returns `{"loss_mask": loss * loss_weight}`; inference sets `pred_masks` (R, 1, M, M),
-    the predicted class's soft mask (see `mask_losses.py`), as detectron2's heads do.
+    Training returns `{"loss_mask": loss * loss_weight}` (MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT);
+    inference sets `pred_masks` (R, 1, M, M), the predicted class's soft mask (see
+    `mask_losses.py`), as detectron2's heads do.
     """
 
     @configurable
@@ -59,7 +60,11 @@ class BaseMaskHead(BaseMaskRCNNHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        return dict(super().from_config(cfg, input_shape), loss_name=cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS)
+        return dict(
+            super().from_config(cfg, input_shape),
+            loss_name=cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS,
+            loss_weight=cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT,
+        )
 
     def forward(self, x, instances: List[Instances]):
         logits = self.layers(x)
