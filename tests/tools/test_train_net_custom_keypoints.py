@@ -20,7 +20,7 @@ MIDLINE_SKELETON = [[4, 1], [1, 2], [2, 3]]
 REGISTRATION_MODULE = '''
 from mask_rcnn_ext.data import register_coco_keypoints
 for split in ("train", "val"):
-    register_coco_keypoints(f"midline_{split}", {jsons}[split], {image_roots}[split])
+    register_coco_keypoints(f"midline_{{split}}", {jsons}[split], {image_roots}[split])
 '''
 
 
