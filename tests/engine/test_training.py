@@ -18,9 +18,9 @@ from conftest import SYNTHETIC_CONFIG, run_tool
 
 # Floors a little under what this run reaches (README "Results" has the measured
 # values); a model that stops learning any of the three tasks falls below them.
-AP_FLOORS = {"bbox": 15.0, "segm": 9.0, "keypoints": 5.0}
+AP_FLOORS = {"bbox": 14.0, "segm": 9.0, "keypoints": 14.0}
 # ... and of the fraction of visible val keypoints found within OKS similarity 0.5.
-DETECT_AT_05_FLOOR = 0.35
+DETECT_AT_05_FLOOR = 0.4
 _CFG = build_config(SYNTHETIC_CONFIG)
 MAX_ITER, CHECKPOINT_PERIOD = _CFG.SOLVER.MAX_ITER, _CFG.SOLVER.CHECKPOINT_PERIOD
 
