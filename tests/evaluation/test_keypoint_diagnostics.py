@@ -428,3 +428,20 @@ def test_the_sigmas_argument_overrides_the_metadata_and_bad_keypoint_counts_are_
     outputs[0]["instances"].pred_keypoints = outputs[0]["instances"].pred_keypoints[:, :2]
     with pytest.raises(ValueError, match=f"predicts 2 keypoints, but dataset '{name}' has {len(sigmas)} OKS sigmas"):
         evaluator.process(inputs[:1], outputs[:1])
+
+
+def test_only_the_images_given_are_scored(keypoint_dataset, tmp_path):
+    """As COCOEvaluator: people of images never processed are left out, those of an image processed
+    without any detection count as unmatched."""
+    name, sigmas, detections = keypoint_dataset
+    inputs, outputs = _model_outputs(name, detections)
+    evaluator = KeypointDiagnosticsEvaluator(name, str(tmp_path), distributed=False)
+    empty = outputs[1]["instances"][:0]  # no detection on the second image
+    evaluator.process([inputs[0], inputs[1]], [outputs[0], {"instances": empty}])
+    evaluator.evaluate()
+    written = json.loads((tmp_path / "keypoint_diagnostics.json").read_text())
+    gt = json.loads(open(MetadataCatalog.get(name).json_file).read())
+    scored = [a for a in evaluated_annotations(gt["annotations"]) if a["image_id"] in (inputs[0]["image_id"], inputs[1]["image_id"])]
+    second = [a for a in scored if a["image_id"] == inputs[1]["image_id"]]
+    assert written["num_gt_people"] == len(scored) and second
+    assert written["num_unmatched_people"] >= len(second)

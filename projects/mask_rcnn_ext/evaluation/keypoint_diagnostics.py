@@ -301,8 +301,9 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
         """Keep, per image, the predicted classes (R,), scores (R,) and keypoints (R, K, 2) in json coordinates."""
         for input, output in zip(inputs, outputs):
             instances = output["instances"].to(torch.device("cpu"))
-            if not len(instances):
-                continue  # the image's people count as unmatched
+            if not len(instances):  # the image's people count as unmatched
+                self._predictions.append({"image_id": input["image_id"], **self._no_prediction()})
+                continue
             if instances.pred_keypoints.shape[1] != len(self._sigmas):
                 raise ValueError(
                     f"The model predicts {instances.pred_keypoints.shape[1]} keypoints, but dataset "
@@ -331,13 +332,17 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
         plot_keypoint_diagnostics(summary, os.path.join(self._output_dir, PNG_FILE), title=self._dataset_name)
         return {"keypoint_diagnostics": scalar_metrics(summary)}
 
+    def _no_prediction(self) -> dict:
+        return {"classes": np.zeros(0, int), "scores": np.zeros(0), "xy": np.zeros((0, len(self._sigmas), 2))}
+
     def _summarize(self, predictions: List[dict]) -> dict:
         to_dataset_id = {v: k for k, v in self._metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
         by_image = {p["image_id"]: p for p in predictions}
-        no_prediction = {"classes": np.zeros(0, int), "scores": np.zeros(0), "xy": np.zeros((0, len(self._sigmas), 2))}
         errors, visible, matched = [], [], []
         for (image_id, category_id), (gt_keypoints, gt_areas) in self._ground_truth.items():
-            prediction = by_image.get(image_id, no_prediction)
+            if image_id not in by_image:
+                continue  # not evaluated (as COCOEvaluator, which scores the images it was given)
+            prediction = by_image[image_id]
             keep = np.array([to_dataset_id.get(c, c) == category_id for c in prediction["classes"].tolist()], bool)
             image_errors, image_matched = image_keypoint_errors(
                 prediction["xy"][keep], prediction["scores"][keep], gt_keypoints, gt_areas, self._sigmas
