@@ -9,8 +9,8 @@ from typing import Dict
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
-from pycocotools.cocoeval import Params
 
+from .coco_keypoints import COCO_PERSON_OKS_SIGMAS
 from .synthetic import (
     COCO_KEYPOINT_FLIP_MAP,
     COCO_KEYPOINT_NAMES,
@@ -42,7 +42,7 @@ def synthetic_metadata() -> dict:
         keypoint_flip_map=list(COCO_KEYPOINT_FLIP_MAP),
         keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
         # COCO's per-keypoint OKS sigmas, as pycocotools defines them; read by our evaluator.
-        keypoint_oks_sigmas=[float(s) for s in Params(iouType="keypoints").kpt_oks_sigmas],
+        keypoint_oks_sigmas=list(COCO_PERSON_OKS_SIGMAS),
         evaluator_type="coco",
     )
 

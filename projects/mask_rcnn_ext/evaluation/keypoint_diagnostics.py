@@ -38,8 +38,8 @@ from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import Params
 
+from ..data.coco_keypoints import COCO_PERSON_OKS_SIGMAS
 from ..io_utils import write_json_atomically
 
 MATCH_OKS_THRESHOLD = 0.5
@@ -280,7 +280,7 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
         if oks_sigmas is None or not len(oks_sigmas):
             oks_sigmas = self._metadata.get("keypoint_oks_sigmas", None)
         if oks_sigmas is None:
-            oks_sigmas = Params(iouType="keypoints").kpt_oks_sigmas
+            oks_sigmas = COCO_PERSON_OKS_SIGMAS
         self._sigmas = [float(s) for s in oks_sigmas]
         num_keypoints = len(self._sigmas)
         unnamed = [f"keypoint_{i}" for i in range(num_keypoints)]
