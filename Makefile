@@ -36,11 +36,13 @@ test: setup
 	$(PY) -m pytest tests
 
 # Speed of the synthetic config against detectron2's stock R18-FPN (tools/benchmark.py --help), then of
-# every mask head and RoI feature op against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help).
+# every mask head and RoI feature op against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help),
+# then of Cityscapes evaluation and loading against the official pipeline (tools/benchmark_cityscapes.py --help).
 # On a GPU: make bench BENCH_ARGS="--device cuda" HEADS_BENCH_ARGS="--device cuda".
 bench: setup
 	$(PY) tools/benchmark.py $(BENCH_ARGS)
 	$(PY) tools/benchmark_heads.py $(HEADS_BENCH_ARGS)
+	$(PY) tools/benchmark_cityscapes.py $(CITYSCAPES_BENCH_ARGS)
 
 # The CPU-scale Table 2 (tools/ablate.py --help; about an hour on 2 cores, ABLATE_ARGS=--quick for minutes).
 ablate: setup

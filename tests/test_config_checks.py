@@ -1,11 +1,13 @@
 """A config that disagrees with its datasets is refused up front, naming the keys and the dataset."""
+import os
+
 import pytest
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine import build_evaluator, config_errors
 from mask_rcnn_ext.engine.evaluators import keypoint_oks_sigmas, use_fast_coco_eval
 
-from conftest import SYNTHETIC_CONFIG
+from conftest import CONFIGS_DIR, SYNTHETIC_CONFIG
 
 
 def test_synthetic_config_is_consistent():
@@ -26,6 +28,14 @@ def test_synthetic_config_is_consistent():
 def test_mismatched_config_is_refused(opts, message):
     with pytest.raises(ValueError, match=message):
         build_config(SYNTHETIC_CONFIG, opts)
+
+
+def test_cityscapes_rle_masks_need_bitmask_format():
+    cityscapes = os.path.join(CONFIGS_DIR, "Cityscapes", "mask_rcnn_R_50_FPN_fine.yaml")
+    assert config_errors(build_config(cityscapes, freeze=False)) == []
+    with pytest.raises(ValueError, match=r"INPUT.MASK_FORMAT='polygon' but DATASETS.TRAIN dataset "
+                                         r"'cityscapes_instances_fine_train' has RLE masks"):
+        build_config(cityscapes, ["INPUT.MASK_FORMAT", "polygon"])
 
 
 def test_oks_sigmas_come_from_dataset_metadata():

@@ -14,6 +14,8 @@ import importlib
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import Trainer, build_config
 
@@ -21,6 +23,8 @@ from mask_rcnn_ext import Trainer, build_config
 def setup(args):
     cfg = build_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    # our modules log too (the Cityscapes per-class table, the records cache), beside detectron2's
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask_rcnn_ext")
     return cfg
 
 

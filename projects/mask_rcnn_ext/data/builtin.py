@@ -1,15 +1,19 @@
-"""Registers the built-in synthetic datasets with detectron2's DatasetCatalog/MetadataCatalog.
+"""Registers the built-in datasets with detectron2's DatasetCatalog/MetadataCatalog, under
+`$DETECTRON2_DATASETS` (default `./datasets/`):
 
-The images are generated on first use (see `synthetic.py`) under
-`$DETECTRON2_DATASETS/synthetic/` (default `./datasets/synthetic/`) and then reused.
+* the synthetic COCO-format splits, generated on first use (see `synthetic.py`) under `synthetic/`;
+* Cityscapes fine instances, `cityscapes/{leftImg8bit,gtFine}/<split>/` (datasets/README.md), parsed
+  once and cached under `cityscapes/cache/`;
+* a synthetic Cityscapes tree, generated on first use under `synthetic_cityscapes/`.
 """
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
 
+from .cityscapes import CityscapesTree, cityscapes_metadata, load_cityscapes_instances, register_cityscapes_instances
 from .coco_keypoints import COCO_PERSON_OKS_SIGMAS
 from .synthetic import (
     COCO_KEYPOINT_FLIP_MAP,
@@ -18,6 +22,7 @@ from .synthetic import (
     SyntheticSpec,
     ensure_coco_split,
 )
+from .synthetic_cityscapes import SyntheticCityscapesSpec, ensure_split
 
 # name -> what to generate. Train and val of a kind differ only in seed and size.
 # synthetic_*: 2-3 people among 1-5 shapes in every image (the demo's masks + keypoints: a
@@ -65,4 +70,59 @@ def register_all_synthetic(root: str) -> None:
         register_synthetic_split(name, spec, os.path.join(root, "synthetic"))
 
 
-register_all_synthetic(os.getenv("DETECTRON2_DATASETS", "datasets"))
+# Names differ from detectron2's `cityscapes_fine_instance_seg_*`, which its own catalog holds.
+CITYSCAPES_SPLITS = {"cityscapes_instances_fine_train": "train", "cityscapes_instances_fine_val": "val",
+                     "cityscapes_instances_fine_test": "test"}  # fmt: skip
+
+
+def cityscapes_root(datasets_root: Optional[str] = None) -> str:
+    """`$DETECTRON2_DATASETS/cityscapes` (datasets/README.md gives its layout)."""
+    return os.path.join(datasets_root or os.getenv("DETECTRON2_DATASETS", "datasets"), "cityscapes")
+
+
+def cityscapes_cache_dir(datasets_root: Optional[str] = None) -> str:
+    """Where the parsed Cityscapes records are cached (datasets/prepare_cityscapes.py fills it)."""
+    return os.path.join(cityscapes_root(datasets_root), "cache")
+
+
+def register_all_cityscapes(datasets_root: str) -> None:
+    """The official splits; test has no public ground truth, so its records have no annotations."""
+    root = cityscapes_root(datasets_root)
+    for name, split in CITYSCAPES_SPLITS.items():
+        gt_dir = None if split == "test" else os.path.join(root, "gtFine", split)
+        register_cityscapes_instances(
+            name, os.path.join(root, "leftImg8bit", split), gt_dir, cache_dir=cityscapes_cache_dir(datasets_root)
+        )
+
+
+# A street-scene tree small enough to train on 2 cores (images 512 x 256).
+SYNTHETIC_CITYSCAPES_SPLITS: Dict[str, SyntheticCityscapesSpec] = {
+    "synthetic_cityscapes_train": SyntheticCityscapesSpec("train", 300, seed=11, cities=("aachen", "bochum", "bremen")),
+    "synthetic_cityscapes_val": SyntheticCityscapesSpec("val", 40, seed=12, cities=("frankfurt", "lindau", "munster")),
+    "synthetic_cityscapes_test": SyntheticCityscapesSpec(
+        "test", 8, seed=13, cities=("berlin", "bielefeld"), with_ground_truth=False
+    ),
+}
+
+
+def register_synthetic_cityscapes_split(name: str, spec: SyntheticCityscapesSpec, root: str) -> None:
+    """Register `name` as the synthetic Cityscapes split `spec`, generated under `root` on first load."""
+    gt_dir = os.path.join(root, "gtFine", spec.split) if spec.with_ground_truth else None
+    tree = CityscapesTree(os.path.join(root, "leftImg8bit", spec.split), gt_dir)
+
+    def load():
+        ensure_split(spec, root)
+        return load_cityscapes_instances(tree, cache_dir=os.path.join(root, "cache"))
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(**cityscapes_metadata(tree))
+
+
+def register_all(root: str) -> None:
+    register_all_synthetic(root)
+    register_all_cityscapes(root)
+    for name, spec in SYNTHETIC_CITYSCAPES_SPLITS.items():
+        register_synthetic_cityscapes_split(name, spec, os.path.join(root, "synthetic_cityscapes"))
+
+
+register_all(os.getenv("DETECTRON2_DATASETS", "datasets"))

@@ -24,7 +24,6 @@ the visible part is one simple region and the polygon reproduces it pixel for pi
 """
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -35,7 +34,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..io_utils import write_json_atomically
+from ..io_utils import exclusive_lock, write_json_atomically
 
 # Bump when the generated content changes for the same spec: cached splits then regenerate.
 GENERATOR_VERSION = 2
@@ -531,17 +530,6 @@ def _cached_generator_id(json_path: str) -> Optional[dict]:
         return None
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: str):
-    """Hold an exclusive lock on `lock_path`: concurrent processes generate a split only once."""
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def ensure_coco_split(spec: SyntheticSpec, root: str, split: str) -> Tuple[str, str]:
     """Make sure `root/<split>.json` and `root/<split>/` hold `spec`'s data; generate if not.
 
@@ -552,7 +540,7 @@ def ensure_coco_split(spec: SyntheticSpec, root: str, split: str) -> Tuple[str, 
     if _cached_generator_id(json_path) == _generator_id(spec):
         return json_path, image_dir
     os.makedirs(root, exist_ok=True)
-    with _exclusive(os.path.join(root, f".{split}.lock")):
+    with exclusive_lock(os.path.join(root, f".{split}.lock")):
         if _cached_generator_id(json_path) != _generator_id(spec):  # another process may have won
             staging_dir, staging_json = os.path.join(root, f".{split}.staging"), f"{json_path}.staging"
             shutil.rmtree(staging_dir, ignore_errors=True)

@@ -38,6 +38,12 @@ def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
             f"MODEL.ROI_HEADS.NUM_CLASSES={cfg.MODEL.ROI_HEADS.NUM_CLASSES} but {key} dataset '{name}' "
             f"has {len(classes)} thing_classes"
         )
+    mask_format = meta.get("mask_format", None)  # set by datasets whose records hold RLE masks
+    if key == "DATASETS.TRAIN" and cfg.MODEL.MASK_ON and mask_format and cfg.INPUT.MASK_FORMAT != mask_format:
+        errors.append(
+            f"INPUT.MASK_FORMAT={cfg.INPUT.MASK_FORMAT!r} but {key} dataset '{name}' has RLE masks, which "
+            f"detectron2 reads only as INPUT.MASK_FORMAT={mask_format!r}"
+        )
     if not cfg.MODEL.KEYPOINT_ON:
         return errors
     names = meta.get("keypoint_names", None)

@@ -7,7 +7,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 
 from ..data.coco_keypoints import COCO_PERSON_OKS_SIGMAS
-from ..evaluation import KeypointDiagnosticsEvaluator
+from ..evaluation import CityscapesInstanceEvaluator, KeypointDiagnosticsEvaluator
 
 
 def has_detectron2_extension() -> bool:
@@ -71,9 +71,21 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[s
     return DatasetEvaluators([coco, KeypointDiagnosticsEvaluator(dataset_name, output_dir, oks_sigmas=sigmas)])
 
 
+def build_cityscapes_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
+    """Cityscapes AP ("cityscapes_segm", the official definition) and COCO box and mask AP ("bbox",
+    "segm") of the same predictions: papers report the first, COCO-trained users compare with the second."""
+    coco = COCOEvaluator(
+        dataset_name, output_dir=output_dir, use_fast_impl=use_fast_coco_eval(cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND)
+    )
+    if not cfg.MODEL.MASK_ON:
+        return coco
+    return DatasetEvaluators([CityscapesInstanceEvaluator(dataset_name, output_dir), coco])
+
+
 # evaluator_type (dataset metadata) -> builder(cfg, dataset_name, output_dir)
 EVALUATOR_BUILDERS = {
     "coco": build_coco_evaluator,
+    "cityscapes_instance": build_cityscapes_evaluator,
 }
 
 

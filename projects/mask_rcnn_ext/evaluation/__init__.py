@@ -1,4 +1,6 @@
-"""Evaluators beyond detectron2's own: per-keypoint diagnostics of pose models."""
+"""Evaluators beyond detectron2's own: Cityscapes instance AP computed in memory, per-keypoint
+diagnostics of pose models."""
+from .cityscapes_instances import CityscapesInstanceEvaluator, ImageMatches, average_precisions, average_results, match_image
 from .keypoint_diagnostics import (
     KeypointDiagnosticsEvaluator,
     evaluated_annotations,
@@ -13,6 +15,11 @@ from .keypoint_diagnostics import (
 )
 
 __all__ = [
+    "CityscapesInstanceEvaluator",
+    "ImageMatches",
+    "average_precisions",
+    "average_results",
+    "match_image",
     "KeypointDiagnosticsEvaluator",
     "evaluated_annotations",
     "image_keypoint_errors",

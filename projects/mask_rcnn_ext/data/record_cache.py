@@ -1,0 +1,74 @@
+"""Parse many annotation files once, in parallel, and reuse the result while the files are unchanged."""
+import glob
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+from typing import Callable, List, Optional, Sequence
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(version: str, files: Sequence[str]) -> str:
+    """A digest of `version` and each file's absolute path, size and modification time.
+
+    Raises FileNotFoundError naming the first missing file.
+    """
+    digest = hashlib.sha1(version.encode())
+    for path in files:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Annotation file missing: '{path}'") from None
+        digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def parallel_map(parse: Callable, items: Sequence, num_workers: int, desc: str) -> List:
+    """[parse(item) for item in items], in `num_workers` processes, in order, with a progress bar."""
+    if num_workers <= 1 or len(items) < 2:
+        return [parse(item) for item in tqdm(items, desc=desc, disable=None)]
+    with multiprocessing.Pool(num_workers) as pool:
+        return list(tqdm(pool.imap(parse, items, chunksize=4), total=len(items), desc=desc, disable=None))
+
+
+def load_cached(
+    *,
+    name: str,
+    cache_dir: Optional[str],
+    items: Sequence,
+    files: Sequence[str],
+    parse: Callable,
+    version: str,
+    num_workers: Optional[int] = None,
+) -> List:
+    """`[parse(item) for item in items]`, read from `cache_dir` when it holds the result for the same
+    `files` (path, size, mtime) and `version`, else computed in parallel and stored there.
+
+    The cache file is `cache_dir/<name>-<fingerprint>.pkl`, written atomically; older files of `name`
+    are removed. A `cache_dir` that cannot be written is reported and the result returned uncached.
+    """
+    key = fingerprint(version, files)
+    path = os.path.join(cache_dir, f"{name}-{key}.pkl") if cache_dir else None
+    if path and os.path.isfile(path):
+        with open(path, "rb") as f:
+            logger.info(f"Loading {len(items)} records from the cache {path}")
+            return pickle.load(f)
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    records = parallel_map(parse, items, workers, desc=f"parsing {name}")
+    if path:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "wb") as f:
+                pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+            for stale in set(glob.glob(os.path.join(cache_dir, f"{name}-*.pkl"))) - {path}:
+                os.remove(stale)
+            logger.info(f"Cached {len(records)} records in {path}")
+        except OSError as error:
+            logger.warning(f"Cannot cache records in '{cache_dir}' ({error}); they will be parsed at every load")
+    return records
