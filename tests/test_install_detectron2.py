@@ -55,8 +55,11 @@ def test_fixes_apply_exact_counts(tmp_path: Path):
 def _gather_rank(_):
     from detectron2.utils import comm
 
+    from mask_rcnn_ext.engine.distributed import shut_down_process_group
+
     ranks = comm.all_gather(comm.get_rank())
     assert ranks == [0, 1], ranks
+    shut_down_process_group()  # exiting with a live GLOO group can abort the worker
 
 
 def test_launch_two_processes_on_cpu():

@@ -13,7 +13,6 @@ Unreadable inputs are reported and skipped. Exit code: 0 all inputs done, 2 some
 """
 import argparse
 import glob
-import json
 import logging
 import os
 import sys

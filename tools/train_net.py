@@ -5,6 +5,7 @@
     tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
     tools/train_net.py --config-file CFG --resume          # continue from OUTPUT_DIR/last_checkpoint
     tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+    tools/train_net.py --config-file CFG --num-gpus 2      # on a machine without GPU: 2 CPU processes (GLOO)
     tools/train_net.py --import my_project.datasets --config-file CFG   # your datasets / heads
 
 Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS sigmas from the
@@ -18,6 +19,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import Trainer, build_config
+from mask_rcnn_ext.engine.distributed import shut_down_process_group
 
 
 def setup(args):
@@ -28,9 +30,7 @@ def setup(args):
     return cfg
 
 
-def main(args):
-    for module in args.imports:  # in every worker process: registrations live in the process
-        importlib.import_module(module)
+def run(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -39,6 +39,14 @@ def main(args):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+def main(args):
+    for module in args.imports:  # in every worker process: registrations live in the process
+        importlib.import_module(module)
+    results = run(args)
+    shut_down_process_group()  # with --num-gpus > 1, every worker leaves the group cleanly
+    return results
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ import glob
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,9 +22,12 @@ from mask_rcnn_ext.data.cityscapes import (
     draw_label_ids,
     load_cityscapes_instances,
     register_cityscapes_instances,
+    tree_from_metadata,
 )
 from mask_rcnn_ext.data.cityscapes_labels import EVAL_VOID_LABEL_IDS, THING_CLASSES, THING_LABEL_IDS
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
+
+from conftest import REPO_ROOT
 
 NUM_IMAGES = 8
 
@@ -198,11 +204,6 @@ def test_registration(tree):
 
 
 def test_prepare_cityscapes_caches_what_the_registered_datasets_load(root, tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO_ROOT
-
     datasets = tmp_path / "datasets"
     shutil.copytree(root, datasets / "cityscapes")
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets))
@@ -219,6 +220,13 @@ def test_prepare_cityscapes_caches_what_the_registered_datasets_load(root, tmp_p
     loaded = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, check=True).stdout
     fresh = load_cityscapes_instances(CityscapesTree(str(datasets / "cityscapes" / "leftImg8bit" / "train"),
                                                      str(datasets / "cityscapes" / "gtFine" / "train")))
-    import pickle
-
     assert pickle.loads(loaded) == fresh
+
+
+def test_detectron2s_cityscapes_datasets_are_read_as_trees_too():
+    """detectron2 registers the same layout as `cityscapes_fine_instance_seg_*` (evaluator_type
+    "cityscapes_instance" too): our evaluator reads their instance images."""
+    tree = tree_from_metadata("cityscapes_fine_instance_seg_val")
+    assert os.path.normpath(tree.gt_dir).endswith(os.path.join("cityscapes", "gtFine", "val")) and tree.source == "png"
+    with pytest.raises(ValueError, match="'coco_2017_val' has no image_dir / gt_dir metadata"):
+        tree_from_metadata("coco_2017_val")

@@ -1,7 +1,10 @@
 """CityscapesInstanceEvaluator against the official cityscapesscripts evaluation, run as detectron2
 runs it (a PNG per mask, then evaluateImgLists) on the same predictions: the AP matrix and every
 average must be float-equal."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,11 +13,12 @@ from detectron2.data import MetadataCatalog
 from PIL import Image
 
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata
-from mask_rcnn_ext.data.cityscapes_labels import THING_CLASSES, THING_LABEL_IDS, name2label
+from mask_rcnn_ext.data.cityscapes_labels import THING_CLASSES, name2label
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator, average_precisions, average_results, match_image
 
 from benchmark_cityscapes import model_output, simulated_predictions
+from conftest import TOOLS_DIR
 from official_cityscapes_eval import evaluate_official, write_predictions
 
 PERSON, RIDER, CAR, TRUCK, BUS, CARAVAN, BICYCLE = (
@@ -238,6 +242,8 @@ def worker(rank, tree, out):
             json.dump(results, f)
     else:
         assert results == {{}}
+    dist.barrier()
+    dist.destroy_process_group()
 
 if __name__ == "__main__":
     mp.spawn(worker, args=(CityscapesTree({image_dir!r}, {gt_dir!r}), {out!r}), nprocs=2)
@@ -245,12 +251,6 @@ if __name__ == "__main__":
 
 
 def test_two_processes_give_the_single_process_results(tmp_path, synthetic_tree, registered_tree):
-    import json
-    import subprocess
-    import sys
-
-    from conftest import TOOLS_DIR
-
     out = str(tmp_path / "results.json")
     script = tmp_path / "distributed.py"
     script.write_text(DISTRIBUTED_SCRIPT.format(tools=TOOLS_DIR, image_dir=synthetic_tree.image_dir,

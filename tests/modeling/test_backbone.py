@@ -2,7 +2,6 @@
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 import mask_rcnn_ext  # noqa: F401  (registers the backbone)

@@ -208,6 +208,7 @@ def load_cityscapes_instances(
 
 
 def cityscapes_metadata(tree: CityscapesTree) -> dict:
+    """The metadata of a registered Cityscapes-layout split (what its evaluator and checks read)."""
     return dict(
         thing_classes=list(THING_CLASSES),
         # dataset ids are the official label ids (what the evaluation writes)
@@ -221,11 +222,12 @@ def cityscapes_metadata(tree: CityscapesTree) -> dict:
 
 
 def tree_from_metadata(dataset_name: str) -> CityscapesTree:
-    """The tree a dataset was registered from by `register_cityscapes_instances`."""
+    """The tree a dataset was registered from: by `register_cityscapes_instances`, or by detectron2
+    (its `cityscapes_fine_instance_seg_*` carry the same image_dir / gt_dir and instance images)."""
     meta = MetadataCatalog.get(dataset_name)
-    if meta.get("evaluator_type", None) != EVALUATOR_TYPE:
-        raise ValueError(f"Dataset '{dataset_name}' was not registered as a Cityscapes-layout tree")
-    return CityscapesTree(meta.image_dir, meta.gt_dir, meta.cityscapes_source)
+    if meta.get("image_dir", None) is None or "gt_dir" not in meta.as_dict():
+        raise ValueError(f"Dataset '{dataset_name}' has no image_dir / gt_dir metadata: not a Cityscapes-layout tree")
+    return CityscapesTree(meta.image_dir, meta.gt_dir, meta.get("cityscapes_source", "png"))
 
 
 def register_cityscapes_instances(

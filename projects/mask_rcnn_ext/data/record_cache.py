@@ -9,6 +9,8 @@ from typing import Callable, List, Optional, Sequence
 
 from tqdm import tqdm
 
+from ..io_utils import write_atomically
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,11 +63,7 @@ def load_cached(
     records = parallel_map(parse, items, workers, desc=f"parsing {name}")
     if path:
         try:
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = f"{path}.tmp{os.getpid()}"
-            with open(tmp, "wb") as f:
-                pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
+            write_atomically(path, lambda f: pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL))
             for stale in set(glob.glob(os.path.join(cache_dir, f"{name}-*.pkl"))) - {path}:
                 os.remove(stale)
             logger.info(f"Cached {len(records)} records in {path}")

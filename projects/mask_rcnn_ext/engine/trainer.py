@@ -1,15 +1,20 @@
-"""detectron2's DefaultTrainer, with evaluators chosen from dataset metadata and results kept on disk."""
+"""detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk
+and multi-process training on the CPU."""
 import logging
 import os
+import weakref
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_mask_rcnn_ext_config
 from ..io_utils import write_json_atomically
+from .checkpoint import AtomicCheckpointer
 from .config_checks import check_config
+from .distributed import wrap_for_distributed
 from .evaluators import build_evaluator
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -39,6 +44,27 @@ class Trainer(DefaultTrainer):
     Checkpoints also hold the optimizer state: detectron2 v0.6 saves only the iteration and the
     LR scheduler, so `--resume` there restarts SGD momentum from zero.
     """
+
+    def __init__(self, cfg: CfgNode):
+        """DefaultTrainer.__init__ (the same in detectron2 v0.6 and main) but for two parts: the
+        model's DistributedDataParallel wrapping is `wrap_for_distributed`'s, so that CPU processes
+        (GLOO) can train together (DefaultTrainer's refuses a CPU model), and checkpoints are
+        written atomically (`AtomicCheckpointer`), so a killed job never leaves a torn one."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger not called for d2
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = wrap_for_distributed(model)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     # TrainerBase (iteration + stateful hooks) is called directly rather than super(): upstream
     # DefaultTrainer already adds INNER_TRAINER_KEY and would fail on checkpoints that lack it.

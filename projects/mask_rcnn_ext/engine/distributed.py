@@ -1,0 +1,31 @@
+"""Where detectron2's multi-process training needs help (v0.6 and main alike).
+
+* Models on the CPU: detectron2 wraps the model in DistributedDataParallel with
+  `device_ids=[local rank]`, which torch refuses for a module on the CPU. Its launcher already
+  picks GLOO when there is no GPU, so with the model wrapped as below `tools/train_net.py
+  --num-gpus N` runs N CPU processes too; on GPUs the wrapping is detectron2's own.
+* Leaving: detectron2's launcher returns from each worker with its process group alive, and a
+  process that exits so can abort in GLOO's teardown ("terminate called without an active
+  exception") after its work is done, which fails the whole launch.
+"""
+import torch
+import torch.distributed as dist
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.utils import comm
+
+
+def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` itself in a single process, else DistributedDataParallel as detectron2's trainer
+    makes it (buffers not broadcast), with no device ids for a CPU model."""
+    if comm.get_world_size() == 1:
+        return model
+    if next(model.parameters()).device.type == "cuda":
+        return create_ddp_model(model, broadcast_buffers=False)
+    return create_ddp_model(model, broadcast_buffers=False, device_ids=None)
+
+
+def shut_down_process_group() -> None:
+    """Wait for every rank, then destroy the process group (if any) before the worker returns."""
+    if dist.is_available() and dist.is_initialized():
+        comm.synchronize()
+        dist.destroy_process_group()

@@ -1,0 +1,82 @@
+"""A training killed with SIGKILL, between checkpoints or in the middle of writing one, resumes
+with `--resume` from its last complete checkpoint and finishes; no checkpoint is lost or torn."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
+
+MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
+SHORT_RUN = ["SOLVER.MAX_ITER", MAX_ITER, "SOLVER.CHECKPOINT_PERIOD", PERIOD, "SOLVER.STEPS", "(6,)",
+             "SOLVER.WARMUP_ITERS", 2, "DATASETS.TEST", "()"]
+# Imported into the training process (tools/train_net.py --import): when the file it names is being
+# written, write a part of it and die as `kill -9` would.
+KILL_DURING_SAVE = '''
+import os, torch
+_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if os.environ["KILL_WHILE_WRITING"] in getattr(f, "name", ""):
+        f.write(b"the first bytes of a checkpoint"); f.flush()
+        os.kill(os.getpid(), 9)
+    return _save(obj, f, *args, **kwargs)
+torch.save = save
+'''
+
+
+def train(output_dir, env, *extra):
+    return [sys.executable, os.path.join(TOOLS_DIR, "train_net.py"), "--config-file", SYNTHETIC_CONFIG, *extra,
+            "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+
+
+def assert_finished_whole(output_dir):
+    with open(output_dir / "last_checkpoint") as f:
+        assert f.read() == "model_final.pth"
+    names = sorted(p.name for p in output_dir.iterdir() if ".pth" in p.name)
+    assert names == ["model_0000002.pth", "model_0000005.pth", "model_0000008.pth", "model_final.pth"], names
+    for name in names:  # each loads under torch's default (weights_only) loading
+        checkpoint = torch.load(output_dir / name)
+        assert {"model", "trainer", "iteration"} <= set(checkpoint) and "optimizer" in checkpoint["trainer"]["_trainer"]
+    assert torch.load(output_dir / "model_final.pth")["iteration"] == MAX_ITER - 1
+    with open(output_dir / "metrics.json") as f:
+        assert max(json.loads(line)["iteration"] for line in f if line.strip()) == MAX_ITER - 1
+
+
+def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
+    (tmp_path / "kill_during_save.py").write_text(KILL_DURING_SAVE)
+    output_dir = tmp_path / "run"
+    env = dict(os.environ, **datasets_env, KILL_WHILE_WRITING="model_0000005.pth", PYTHONPATH=str(tmp_path))
+    killed = subprocess.run(train(output_dir, env, "--import", "kill_during_save"), cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert killed.returncode == -signal.SIGKILL
+    with open(output_dir / "last_checkpoint") as f:
+        assert f.read() == "model_0000002.pth"  # the newest complete checkpoint
+    assert not (output_dir / "model_0000005.pth").exists()  # the torn write never took the real name
+    assert [p.name for p in output_dir.glob("model_0000005.pth.partial*")]  # it stayed a temporary file
+    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
+             datasets_env, tmp_path / "resume.log")
+    assert "Starting training from iteration 3" in (output_dir / "log.txt").read_text()
+    assert_finished_whole(output_dir)
+    assert not list(output_dir.glob("*.partial*"))  # the leftover was cleared by the next write
+
+
+def test_killed_between_checkpoints(tmp_path, datasets_env):
+    output_dir = tmp_path / "run"
+    env = dict(os.environ, **datasets_env)
+    process = subprocess.Popen(train(output_dir, env), cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (output_dir / "model_0000005.pth").exists():  # tagged after it is complete
+        assert process.poll() is None and time.time() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    with open(output_dir / "last_checkpoint") as f:
+        assert f.read() in ("model_0000002.pth", "model_0000005.pth")  # the newest complete one
+    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
+             datasets_env, tmp_path / "resume.log")
+    assert_finished_whole(output_dir)
