@@ -2,6 +2,7 @@
 with `--resume` from its last complete checkpoint and finishes; no checkpoint is lost or torn."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,3 +81,39 @@ def test_killed_between_checkpoints(tmp_path, datasets_env):
     run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
              datasets_env, tmp_path / "resume.log")
     assert_finished_whole(output_dir)
+
+
+# Imported into the training process: the mask loss of the NAN_AT_STEP-th training step is NaN.
+NAN_MASK_LOSS = '''
+import os
+from detectron2.modeling.meta_arch import GeneralizedRCNN
+_forward, steps = GeneralizedRCNN.forward, [0]
+def forward(self, batched_inputs):
+    losses = _forward(self, batched_inputs)
+    if self.training:
+        steps[0] += 1
+        if steps[0] == int(os.environ["NAN_AT_STEP"]):
+            losses["loss_mask"] = losses["loss_mask"] * float("nan")
+    return losses
+GeneralizedRCNN.forward = forward
+'''
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, datasets_env):
+    (tmp_path / "nan_mask_loss.py").write_text(NAN_MASK_LOSS)
+    output_dir = tmp_path / "run"
+    env = dict(os.environ, **datasets_env, NAN_AT_STEP="6", PYTHONPATH=str(tmp_path))
+    log = tmp_path / "train.log"
+    with open(log, "w") as out:
+        result = subprocess.run(train(output_dir, env, "--import", "nan_mask_loss"), cwd=REPO_ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    text = log.read_text()
+    assert result.returncode != 0
+    # detectron2 stops at the step, names it and every loss (loss_mask: nan), before the optimizer step
+    assert "Loss became infinite or NaN at iteration=5" in text, text[-3000:]
+    assert re.search(r"'loss_mask': (np\.float64\()?nan", text) and "'loss_cls'" in text
+    with open(output_dir / "last_checkpoint") as f:
+        assert f.read() == "model_0000002.pth"
+    assert not (output_dir / "model_final.pth").exists()
+    checkpoint = torch.load(output_dir / "model_0000002.pth")
+    assert checkpoint["iteration"] == 2 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())

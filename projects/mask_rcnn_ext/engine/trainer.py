@@ -1,5 +1,5 @@
-"""detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk
-and multi-process training on the CPU."""
+"""detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
+training data checked first, atomic checkpoints and multi-process training on the CPU."""
 import logging
 import os
 import weakref
@@ -16,6 +16,7 @@ from .checkpoint import AtomicCheckpointer
 from .config_checks import check_config
 from .distributed import wrap_for_distributed
 from .evaluators import build_evaluator
+from .training_data import build_checked_train_loader
 
 EVAL_RESULTS_FILE = "eval_results.json"
 # Key of the inner SimpleTrainer's state (optimizer) inside the "trainer" checkpointable;
@@ -81,6 +82,12 @@ class Trainer(DefaultTrainer):
             logger.warning(
                 "Checkpoint has no optimizer state (saved by detectron2 v0.6?); SGD momentum restarts at zero."
             )
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        """detectron2's loader over checked records: bad data stops training before it starts,
+        and an image that fails mid-training is named (`training_data.py`)."""
+        return build_checked_train_loader(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):

@@ -1,0 +1,165 @@
+"""Bad training data is caught before training (data/checks.py, engine/training_data.py,
+tools/check_dataset.py): each case is an error or a counted skip, named by file and annotation."""
+import copy
+import math
+import re
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from mask_rcnn_ext import build_config
+from mask_rcnn_ext.data import synthetic_metadata
+from mask_rcnn_ext.data.checks import check_records
+from mask_rcnn_ext.engine.training_data import FileNamingMapper, checked_training_records
+
+from conftest import SYNTHETIC_CONFIG, run_tool
+
+H, W = 20, 30
+SQUARE = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]
+
+
+def image(tmp_path, name="a.png", size=(W, H)):
+    path = tmp_path / name
+    Image.new("RGB", size, (90, 120, 30)).save(path)
+    return str(path)
+
+
+def obj(**changes):
+    annotation = {"bbox": [2, 2, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1, "segmentation": [SQUARE],
+                  "iscrowd": 0, "keypoints": [5, 5, 2] * 2}
+    annotation.update(changes)
+    return annotation
+
+
+def record(file_name, *annotations, height=H, width=W):
+    return {"file_name": file_name, "height": height, "width": width, "image_id": 1, "annotations": list(annotations)}
+
+
+def check(records, read_images=True):
+    return check_records(records, num_classes=3, num_keypoints=2, read_images=read_images)
+
+
+def test_sound_records_pass_unchanged(tmp_path):
+    records = [record(image(tmp_path), obj(), obj(category_id=0, bbox=[0, 0, 30, 20]))]
+    original = copy.deepcopy(records)
+    cleaned, report = check(records)
+    assert report.errors == [] and not report.skipped and cleaned == records == original
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: record(str(p / "gone.png"), obj()), r"gone.png': image file missing"),
+        (lambda p: record(image(p, size=(W, H + 1)), obj()), r"image is 21x30 but the record says 20x30"),
+        (lambda p: record(image(p), obj(category_id=3)), r"annotation #0: category_id 3 is not one of the 3 classes"),
+        (lambda p: record(image(p), obj(), obj(id=77, keypoints=[1, 1, 2])),
+         r"annotation #1, id 77: 3 keypoint values, expected 3 x 2"),
+        (lambda p: record(image(p), obj(segmentation=mask_util.encode(np.zeros((H, W + 1, 1), np.uint8, order="F"))[0])),
+         r"annotation #0: RLE of size \[20, 31\] in an image of 20x30"),
+    ],
+    ids=["missing_image", "size_differs", "unknown_category", "keypoint_count", "rle_size"],
+)
+def test_errors_name_file_and_annotation(tmp_path, make, message):
+    _, report = check([make(tmp_path)])
+    assert len(report.errors) == 1 and re.search(message, report.errors[0]), report.errors
+
+
+@pytest.mark.parametrize("content", [b"not a png at all", None], ids=["garbage", "truncated"])
+def test_unreadable_images_are_errors(tmp_path, content):
+    path = tmp_path / "bad.png"
+    Image.new("RGB", (W, H), (1, 2, 3)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(content if content is not None else data[: len(data) // 2])
+    _, report = check([record(str(path), obj())])
+    assert len(report.errors) == 1 and "bad.png': unreadable image" in report.errors[0]
+    _, report = check([record(str(path), obj())], read_images=False)  # existence only: the training start
+    assert report.errors == []
+
+
+def test_skipped_parts_are_dropped_and_counted(tmp_path):
+    path = image(tmp_path)
+    annotations = [
+        obj(segmentation=[SQUARE, [1.0, 1.0, 5.0, 1.0]]),  # a 2-point polygon: dropped, the square stays
+        obj(segmentation=[[1.0, 1.0, 5.0, 1.0]]),  # no polygon left: the object goes
+        obj(segmentation=[[1.0, 1.0, math.nan, 1.0, 5.0, 5.0]]),  # non-finite
+        obj(bbox=[40, 2, 5, 5]),  # outside the image
+        obj(bbox=[3, 3, 0, 5]),  # no area
+        obj(bbox=[25, 15, 10, 10]),  # partly outside: kept
+        obj(keypoints=[5, 5, 2, 31, 5, 2]),  # second keypoint outside: made unlabelled
+    ]
+    cleaned, report = check([record(path, *annotations)])
+    assert report.errors == []
+    kept = cleaned[0]["annotations"]
+    assert len(kept) == 3
+    assert kept[0]["segmentation"] == [SQUARE] and kept[1]["bbox"] == [25, 15, 10, 10]
+    assert kept[2]["keypoints"] == [5, 5, 2, 31, 5, 0]
+    assert dict(report.skipped) == {
+        "polygon with fewer than 3 points": 2,
+        "object without a polygon of 3 points": 1,
+        "object with non-finite polygon coordinates": 1,
+        "object whose box has no area inside the image": 2,
+        "labelled keypoint outside the image (made unlabelled)": 1,
+    }
+    assert "annotation #3" in report.examples["object whose box has no area inside the image"][0]
+
+
+@pytest.fixture
+def registered(tmp_path):
+    """Registers a 1-image dataset of the synthetic classes whose records the test gives."""
+    names = []
+
+    def register(name, records):
+        DatasetCatalog.register(name, lambda: records)
+        MetadataCatalog.get(name).set(**synthetic_metadata())
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def test_training_start_refuses_errors_and_cleans_the_rest(tmp_path, registered):
+    bad = registered("test_checks_bad", [record(str(tmp_path / "gone.png"), obj())])
+    cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{bad}',)"])
+    with pytest.raises(ValueError, match=r"DATASETS.TRAIN \['test_checks_bad'\] cannot be trained on:\n1 errors\n.*gone.png"):
+        checked_training_records(cfg)
+    path = image(tmp_path)
+    fine = registered("test_checks_fine", [record(path, obj(), obj(bbox=[40, 2, 5, 5])), record(path, obj(bbox=[3, 3, 0, 5]))])
+    cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{fine}',)"])
+    records = checked_training_records(cfg)
+    assert [len(r["annotations"]) for r in records] == [1]  # the emptied image is not trained on
+
+
+def test_an_image_failing_mid_training_is_named(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG broken")
+    cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False"])
+    mapper = FileNamingMapper(DatasetMapper(cfg, is_train=True))
+    with pytest.raises(RuntimeError, match=r"Cannot load the training image '.*broken.png'"):
+        mapper(record(str(path), obj()))
+
+
+REGISTRATION = '''
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+from mask_rcnn_ext.data import synthetic_metadata
+DatasetCatalog.register("tool_checked", lambda: [{{"file_name": {path!r}, "height": 20, "width": 30, "image_id": 1,
+    "annotations": [{{"bbox": [2, 2, 5, 5], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 9}}]}}])
+MetadataCatalog.get("tool_checked").set(**synthetic_metadata())
+'''
+
+
+def test_check_dataset_tool(tmp_path):
+    (tmp_path / "register_checked.py").write_text(REGISTRATION.format(path=image(tmp_path, size=(W, H + 5))))
+    log = tmp_path / "log"
+    run_tool("check_dataset.py", ["tool_checked", "--import", "register_checked"], {"PYTHONPATH": str(tmp_path)}, log,
+             expected_exit_codes=(1,))
+    text = log.read_text()
+    assert "tool_checked: 1 images, 1 annotations: 2 errors" in text
+    assert "image is 25x30 but the record says 20x30" in text and "category_id 9 is not one of the 7 classes" in text
