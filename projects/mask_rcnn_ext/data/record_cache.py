@@ -24,7 +24,7 @@ def fingerprint(version: str, files: Sequence[str]) -> str:
         try:
             stat = os.stat(path)
         except FileNotFoundError:
-            raise FileNotFoundError(f"Annotation file missing: '{path}'") from None
+            raise FileNotFoundError(f"File missing: '{path}'") from None
         digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
