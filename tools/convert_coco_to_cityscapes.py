@@ -22,12 +22,13 @@ copied unchanged, as is every other parameter (backbone, RPN, the heads' hidden 
 A tensor without the 80-class COCO shape, or a missing one, is refused with its name.
 """
 import argparse
-import os
 import pickle
 import sys
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+
+from mask_rcnn_ext.io_utils import write_atomically
 
 NUM_COCO_CLASSES = 80
 
@@ -144,8 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(f"convert_coco_to_cityscapes: {error}")
     print(f"{args.input} (COCO, 80 classes) -> {args.output} (Cityscapes, 8 classes):")
     _print_summary(coco, cityscapes, args.seed)
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    torch.save({"model": cityscapes}, args.output)
+    write_atomically(args.output, lambda f: torch.save({"model": cityscapes}, f))  # never a torn file
 
 
 if __name__ == "__main__":
