@@ -9,7 +9,6 @@ mends both for the duration of the call only, without changing a number:
     `count_nonzero` returns numpy integers, which have none (they are written as Python ints here).
 """
 import contextlib
-import glob
 import json
 import os
 from typing import List, Sequence
@@ -64,8 +63,8 @@ def evaluate_official(gt_files: List[str], pred_dir: str, work_dir: str) -> dict
     args.colorized = False
     os.makedirs(work_dir, exist_ok=True)
     args.gtInstancesFile = os.path.join(work_dir, "gtInstances.json")
-    for stale in glob.glob(args.gtInstancesFile):
-        os.remove(stale)  # the official code would reuse ground truth cached for other images
+    if os.path.exists(args.gtInstancesFile):
+        os.remove(args.gtInstancesFile)  # the official code would reuse ground truth cached for other images
     predictions = [official.getPrediction(gt, args) for gt in gt_files]
     cwd = os.getcwd()
     os.chdir(work_dir)  # it writes matches.json into the working directory

@@ -213,14 +213,16 @@ def test_prepare_cityscapes_caches_what_the_registered_datasets_load(root, tmp_p
     )
     assert re.search(r"cityscapes_instances_fine_train\s+8\s", result.stdout), result.stdout
     assert re.search(r"cityscapes_instances_fine_test\s+2\s", result.stdout), result.stdout
-    assert len(glob.glob(str(datasets / "cityscapes" / "cache" / "*.pkl"))) == 2
-    # the registered dataset now loads from the cache: same records as a fresh parse
+    caches = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(datasets / "cityscapes" / "cache" / "*.pkl"))}
+    assert len(caches) == 2
+    # the registered dataset now loads from the cache (a parse would rewrite it): same records as a fresh parse
     load = "import mask_rcnn_ext, pickle, sys; from detectron2.data import DatasetCatalog; " \
            "sys.stdout.buffer.write(pickle.dumps(DatasetCatalog.get('cityscapes_instances_fine_train')))"
     loaded = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, check=True).stdout
     fresh = load_cityscapes_instances(CityscapesTree(str(datasets / "cityscapes" / "leftImg8bit" / "train"),
                                                      str(datasets / "cityscapes" / "gtFine" / "train")))
     assert pickle.loads(loaded) == fresh
+    assert {p: os.stat(p).st_mtime_ns for p in caches} == caches
 
 
 def test_detectron2s_cityscapes_datasets_are_read_as_trees_too():

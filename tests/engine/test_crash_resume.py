@@ -29,7 +29,7 @@ torch.save = save
 '''
 
 
-def train(output_dir, env, *extra):
+def train_command(output_dir, *extra):
     return [sys.executable, os.path.join(TOOLS_DIR, "train_net.py"), "--config-file", SYNTHETIC_CONFIG, *extra,
             "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
 
@@ -51,7 +51,7 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
     (tmp_path / "kill_during_save.py").write_text(KILL_DURING_SAVE)
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env, KILL_WHILE_WRITING="model_0000005.pth", PYTHONPATH=str(tmp_path))
-    killed = subprocess.run(train(output_dir, env, "--import", "kill_during_save"), cwd=REPO_ROOT, env=env,
+    killed = subprocess.run(train_command(output_dir, "--import", "kill_during_save"), cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert killed.returncode == -signal.SIGKILL
     with open(output_dir / "last_checkpoint") as f:
@@ -68,7 +68,7 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
 def test_killed_between_checkpoints(tmp_path, datasets_env):
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env)
-    process = subprocess.Popen(train(output_dir, env), cwd=REPO_ROOT, env=env,
+    process = subprocess.Popen(train_command(output_dir), cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (output_dir / "model_0000005.pth").exists():  # tagged after it is complete
@@ -105,7 +105,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, da
     env = dict(os.environ, **datasets_env, NAN_AT_STEP="6", PYTHONPATH=str(tmp_path))
     log = tmp_path / "train.log"
     with open(log, "w") as out:
-        result = subprocess.run(train(output_dir, env, "--import", "nan_mask_loss"), cwd=REPO_ROOT, env=env,
+        result = subprocess.run(train_command(output_dir, "--import", "nan_mask_loss"), cwd=REPO_ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     text = log.read_text()
     assert result.returncode != 0

@@ -6,7 +6,7 @@ instance as `label id * 1000 + k`; `label_id_of` undoes that.
 from typing import List
 
 try:
-    from cityscapesscripts.helpers.labels import id2label, labels, name2label
+    from cityscapesscripts.helpers.labels import labels, name2label
 except ImportError as error:  # pragma: no cover - it is in requirements.txt
     raise ImportError("Cityscapes support needs the official label table: pip install cityscapesscripts") from error
 
@@ -30,7 +30,6 @@ __all__ = [
     "EVAL_VOID_LABEL_IDS",
     "THING_CLASSES",
     "THING_LABEL_IDS",
-    "id2label",
     "label_id_of",
     "name2label",
 ]

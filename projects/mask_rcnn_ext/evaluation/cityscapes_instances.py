@@ -25,6 +25,7 @@ import logging
 import os
 import warnings
 from collections import OrderedDict
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -152,21 +153,16 @@ def _region_map(instance_ids: np.ndarray, value_counts: np.ndarray):
 
 
 def _concatenate(images: Sequence[ImageMatches]) -> ImageMatches:
-    """One ImageMatches for all images, pair indices shifted to the concatenated arrays."""
-    gt_offsets = np.cumsum([0] + [len(m.gt_label) for m in images])
-    pred_offsets = np.cumsum([0] + [len(m.pred_label) for m in images])
-
-    def cat(field, offsets=None):
-        parts = [getattr(m, field) + (0 if offsets is None else offsets[i]) for i, m in enumerate(images)]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    return ImageMatches(
-        gt_label=cat("gt_label"), gt_is_group=cat("gt_is_group").astype(bool), gt_pixels=cat("gt_pixels"),
-        pred_label=cat("pred_label"), pred_score=cat("pred_score").astype(np.float64),
-        pred_pixels=cat("pred_pixels"), pred_void_pixels=cat("pred_void_pixels"),
-        pair_pred=cat("pair_pred", pred_offsets).astype(np.int64),
-        pair_gt=cat("pair_gt", gt_offsets).astype(np.int64), pair_pixels=cat("pair_pixels"),
-    )
+    """One ImageMatches for all (one or more) images, pair indices shifted to the concatenated arrays."""
+    shifts = {
+        "pair_pred": np.cumsum([0] + [len(m.pred_label) for m in images]),
+        "pair_gt": np.cumsum([0] + [len(m.gt_label) for m in images]),
+    }
+    return ImageMatches(**{
+        f.name: np.concatenate([getattr(m, f.name) + shifts[f.name][i] if f.name in shifts else getattr(m, f.name)
+                                for i, m in enumerate(images)])
+        for f in dataclasses.fields(ImageMatches)
+    })
 
 
 def average_precisions(images: Sequence[ImageMatches]) -> np.ndarray:
