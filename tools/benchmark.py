@@ -1,37 +1,63 @@
 #!/usr/bin/env python
-"""Speed of a config's model against a reference model, side by side in one process (`make bench`).
+"""Speed and memory of our models against detectron2's and torchvision's, side by side in one process
+(`make bench`).
 
-    tools/benchmark.py [--config-file CFG] [--iters 20] [--device cpu|cuda] [--output FILE.json]
+    tools/benchmark.py [--groups peers synthetic] [--iters 5] [--device cpu|cuda] [--output FILE.json] [--quick]
 
-"ours" is CFG as it stands. Each reference changes one part of it, everything else equal:
-  * "detectron2_heads": detectron2's stock StandardROIHeads, MaskRCNNConvUpsampleHead and
-    KRCNNConvDeconvUpsampleHead in place of our ROI heads, mask head and keypoint head (the joint
-    box + mask + keypoint model of detectron2, on the same backbone): what our heads cost;
-  * "detectron2_backbone": detectron2's stock ResNet-FPN backbone (`build_resnet_fpn_backbone` at
-    its standard base width 64) in place of ours: what the synthetic config's narrow backbone buys.
-All models train on the same batches and infer on the same val images, with fresh (untrained)
-weights: an untrained model keeps about TEST.DETECTIONS_PER_IMAGE detections, so the mask and
-keypoint heads run at their full per-image load. On CUDA the peak GPU memory of each is reported too.
+Two groups of models; within a group every model trains on the same batches and infers on the same
+images, with fresh (untrained) weights, and the ratios compare ours with each reference:
 
-Prints one row per model and the ratios ours / each reference (below 1: ours is cheaper).
+  peers: Mask R-CNN R50-FPN at COCO sizes (shorter side 800, longer at most 1333)
+    * "ours_d2_recipe": configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_detectron2.yaml,
+      detectron2's "R50-FPN 1x" recipe on our components; against
+    * "detectron2": detectron2's own model-zoo config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml
+      with its stock components: the same work, so the ratio says what our components cost;
+    * "ours_paper": configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN.yaml (the paper's RoIAlign:
+      2x2 samples per bin, not pixel-aligned); against
+    * "torchvision": torchvision's `maskrcnn_resnet50_fpn` built as it trains from ImageNet weights
+      (frozen BatchNorm, stem and res2 frozen), whose RoIAlign is the same as the paper's.
+    All four keep exactly 100 detections per image: score threshold 0, at most 100 per image.
+  synthetic: the demo's narrow R18-GN-FPN box + mask + keypoint model (`ours`), against
+    * "detectron2_heads": detectron2's stock StandardROIHeads, MaskRCNNConvUpsampleHead and
+      KRCNNConvDeconvUpsampleHead in place of ours, on the same backbone: what our heads cost;
+    * "detectron2_backbone": detectron2's stock ResNet-FPN backbone at its standard width 64 in place
+      of ours: what the synthetic config's narrow backbone buys.
+
+Inputs come from the synthetic dataset (its images resized to the group's sizes), 2 images per
+training iteration. The R50 models' frozen BatchNorm statistics are set from one test image
+(`calibrate_frozen_batchnorm`), as pretrained weights would have them. Reported per model: parameters (millions), median seconds per training iteration
+and per test image (timed in turns, model after model), detections per test image, and the peak
+memory of one training step and one inference above the level before it (MiB): on CUDA torch's peak
+allocation; on the CPU the kernel's high-water mark of the resident set, each model in a process of
+its own. Ratios below 1: ours is cheaper.
 """
 import argparse
+import ctypes
+import dataclasses
 import itertools
+import multiprocessing
 import os
 import statistics
 import time
-from typing import Any, Callable, Dict, List
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from detectron2 import model_zoo
+from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops import FrozenBatchNorm2d
 
-from mask_rcnn_ext import build_config
+from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.io_utils import write_json_atomically
 
-from run_demo import DEFAULT_CONFIG  # the demo's model is the one measured by default
+from run_demo import DEFAULT_CONFIG  # the demo's model is the synthetic group's `ours`
+
 REFERENCE_OPTS = {
     "detectron2_heads": [
         "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
@@ -44,6 +70,157 @@ REFERENCE_OPTS = {
         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
     ],
 }  # fmt: skip
+OURS_D2_RECIPE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_detectron2.yaml"
+OURS_PAPER = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN.yaml"
+DETECTRON2_STOCK = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"  # in detectron2's model zoo
+PEER_RATIOS = [("ours_d2_recipe", "detectron2"), ("ours_paper", "torchvision")]  # (ours, reference)
+DETECTIONS_PER_IMAGE = 100
+IMAGES_PER_BATCH = 2
+
+
+@dataclasses.dataclass
+class Contender:
+    """A model to measure: how to build it, one training step's losses, and one image's detections."""
+
+    name: str
+    build: Callable[[], torch.nn.Module]
+    losses: Callable[[torch.nn.Module, Any], Dict[str, torch.Tensor]]
+    detect: Callable[[torch.nn.Module, Any], int]  # number of detections
+    train_inputs: List
+    test_inputs: List
+
+
+def calibrate_frozen_batchnorm(model: torch.nn.Module, run: Callable[[], Any]) -> None:
+    """Give every frozen BatchNorm of a randomly initialised `model` the statistics of its input in
+    `run()` (one forward pass), as ImageNet training would. With the identity statistics of a fresh
+    FrozenBatchNorm2d, ResNet-50's activations grow through its 50 layers and detectron2's models
+    keep no detection at all (it drops non-finite boxes). Both libraries' FrozenBatchNorm2d read
+    these buffers at each forward."""
+    frozen = [m for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+
+    def set_statistics(module, inputs):
+        x = inputs[0].detach()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3)))
+
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in frozen]  # in forward order
+    model.eval()
+    with torch.no_grad():
+        run()
+    for hook in hooks:
+        hook.remove()
+
+
+def detectron2_contender(name: str, cfg: CfgNode, train_batches: List, test_images: List) -> Contender:
+    def build():
+        torch.manual_seed(cfg.SEED)
+        model = build_model(cfg)
+        calibrate_frozen_batchnorm(model, lambda: model([test_images[0]]))
+        return model
+
+    return Contender(
+        name, build,
+        losses=lambda model, batch: model(batch),
+        detect=lambda model, image: len(model([image])[0]["instances"]),
+        train_inputs=train_batches, test_inputs=test_images,
+    )  # fmt: skip
+
+
+def torchvision_maskrcnn(num_classes: int, min_size: int, max_size: int) -> torch.nn.Module:
+    """`maskrcnn_resnet50_fpn` as torchvision builds it over ImageNet weights (frozen BatchNorm,
+    3 trainable stages), but with random weights: without weights torchvision would switch to
+    trainable BatchNorm in every stage, a different network. No detection is dropped by score."""
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
+                                   trainable_layers=3)
+    return MaskRCNN(backbone, num_classes=num_classes + 1, min_size=min_size, max_size=max_size,
+                    box_score_thresh=0.0, box_detections_per_img=DETECTIONS_PER_IMAGE)
+
+
+def to_torchvision_image(d2_input: Dict) -> torch.Tensor:
+    """detectron2's BGR uint8 CHW image -> torchvision's RGB float in [0, 1]."""
+    return d2_input["image"].flip(0).float().div(255.0)
+
+
+def to_torchvision_batch(batch: List[Dict]):
+    """A detectron2 training batch (bitmask instances) -> torchvision's (images, targets)."""
+    images, targets = [], []
+    for item in batch:
+        instances = item["instances"]
+        images.append(to_torchvision_image(item))
+        targets.append({
+            "boxes": instances.gt_boxes.tensor.clone(),
+            "labels": instances.gt_classes + 1,  # torchvision's 0 is the background
+            "masks": instances.gt_masks.tensor.to(torch.uint8),
+        })  # fmt: skip
+    return images, targets
+
+
+def torchvision_contender(seed: int, cfg: CfgNode, train_batches: List, test_images: List, device: str) -> Contender:
+    def build():
+        torch.manual_seed(seed)
+        model = torchvision_maskrcnn(cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        model.to(device)
+        calibrate_frozen_batchnorm(model, lambda: model([contender.test_inputs[0]]))
+        return model
+
+    def to_device(batch):
+        images, targets = to_torchvision_batch(batch)
+        return [i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+    contender = Contender(
+        "torchvision", build,
+        losses=lambda model, batch: model(*batch),
+        detect=lambda model, image: len(model([image])[0]["boxes"]),
+        train_inputs=[to_device(b) for b in train_batches],
+        test_inputs=[to_torchvision_image(i).to(device) for i in test_images],
+    )  # fmt: skip
+    return contender
+
+
+class PeakMemory:
+    """Peak memory above the level at entry, in MiB (`.peak_MiB` after the block). CUDA: torch's
+    allocations. CPU (Linux): the kernel's high-water mark of the resident set, reset at entry
+    (`/proc/self/clear_refs`), after returning freed heap to the system (glibc's malloc_trim)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_MiB: Optional[float] = None
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+        else:
+            _return_free_heap()
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # resets VmHWM to the current resident set
+            self._start = _memory_status_bytes("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = _memory_status_bytes("VmHWM")
+        self.peak_MiB = (peak - self._start) / 2**20
+
+
+def _memory_status_bytes(field: str) -> int:
+    """A kB field of /proc/self/status (VmRSS: resident set, VmHWM: its high-water mark), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(f"/proc/self/status has no {field}")
+
+
+def _return_free_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure includes the allocator's cache
+        pass
 
 
 def _synchronize(device: str) -> None:
@@ -51,96 +228,244 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(step: Callable[[Any], None], inputs: List, warmup: int, device: str) -> float:
-    """Median wall time of `step(x)` over `inputs`, after `warmup` untimed calls on the first ones."""
-    for x in inputs[:warmup]:
-        step(x)
-    times = []
-    for x in inputs:
-        _synchronize(device)
-        start = time.perf_counter()
-        step(x)
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Runner:
+    """A built contender with its optimizer: one training step or one inference at a time."""
 
+    def __init__(self, contender: Contender):
+        self.contender = contender
+        self.model = contender.build()
+        # A small LR keeps the fresh weights sane over the few steps.
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
+        self.detections: List[int] = []
 
-def measure(cfg, train_batches: List, test_images: List, warmup: int) -> Dict[str, float]:
-    """Parameters (millions), seconds per training iteration and per test image, peak GPU MiB."""
-    device = cfg.MODEL.DEVICE
-    torch.manual_seed(cfg.SEED)
-    model = build_model(cfg)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)  # small: keep fresh weights sane
-
-    def train_step(batch):
-        losses = model(batch)
-        optimizer.zero_grad()
+    def train_step(self, batch) -> None:
+        self.model.train()
+        with EventStorage():  # detectron2's losses log to it
+            losses = self.contender.losses(self.model, batch)
+        self.optimizer.zero_grad()
         sum(losses.values()).backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    def infer(image):
+    def infer(self, image) -> None:
+        self.model.eval()
         with torch.no_grad():
-            model([image])
+            self.detections.append(self.contender.detect(self.model, image))
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    model.train()
-    with EventStorage():  # the losses log to it
-        train_seconds = median_seconds(train_step, train_batches, warmup, device)
-    model.eval()
-    infer_seconds = median_seconds(infer, test_images, warmup, device)
-    row = {
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "train_s_per_iter": train_seconds,
-        "infer_s_per_image": infer_seconds,
+
+def timed(step: Callable[[Any], None], x, device: str) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    step(x)
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_memory(runner: Runner, device: str) -> Tuple[float, float]:
+    """(training, inference) peak MiB of one training step and one inference."""
+    with PeakMemory(device) as train_memory:
+        runner.train_step(runner.contender.train_inputs[0])
+    with PeakMemory(device) as infer_memory:
+        runner.infer(runner.contender.test_inputs[0])
+    runner.detections.clear()
+    return train_memory.peak_MiB, infer_memory.peak_MiB
+
+
+def peak_memory_in_fresh_process(spec: "GroupSpec", name: str) -> Tuple[float, float]:
+    """`peak_memory` of contender `name` of group `spec`, measured in a new process (CPU). The
+    resident set of a process that ran other models depends on what its allocator kept of them
+    (seen here: 17 % apart for the same computation), so each model starts from a clean one. (A
+    fork would be cheaper, but OpenMP hangs in a child forked after it ran.)"""
+    # A fixed mmap threshold in the child: glibc then hands every freed tensor above 64 KiB back to
+    # the system at once, so the resident set follows the live tensors instead of the heap's history
+    # (with glibc's adaptive threshold, identical inference steps measured 103-121 MiB; with it, 71-72).
+    environ = dict(os.environ)
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_peak_memory_of, spec, name).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _peak_memory_of(spec: "GroupSpec", name: str) -> Tuple[float, float]:
+    (contender,) = [c for c in build_group(dataclasses.replace(spec, iters=1)) if c.name == name]
+    return peak_memory(Runner(contender), spec.device)
+
+
+def rotated(items: List, turn: int) -> List:
+    """`items` starting at index `turn` (mod its length): over the turns, each model runs after
+    each other one equally often (the one before leaves the caches and the heap in its state)."""
+    start = turn % len(items)
+    return items[start:] + items[:start]
+
+
+def measure_group(spec: "GroupSpec", contenders: List[Contender]) -> Dict[str, Dict[str, float]]:
+    """{name: row} for the contenders of group `spec`, which share their inputs. First each model's
+    peak memory over one training step and one inference; then, after one untimed step each, the
+    timed steps in turns, model after model at each step in a rotating order, so that drift of a
+    shared machine (other jobs, the allocator's state, caches) falls on every model alike."""
+    iters, device = spec.iters, spec.device
+    if device == "cpu":
+        memory = {c.name: peak_memory_in_fresh_process(spec, c.name) for c in contenders}
+        runners = [Runner(c) for c in contenders]
+    else:  # torch's CUDA counters are exact within one process
+        runners = [Runner(c) for c in contenders]
+        # An unmeasured step first: the CUDA context and kernel loading fall on no model's figures.
+        runners[0].train_step(contenders[0].train_inputs[0])
+        memory = {r.contender.name: peak_memory(r, device) for r in runners}
+    for runner in runners:  # warm-up
+        runner.train_step(runner.contender.train_inputs[0])
+        runner.infer(runner.contender.test_inputs[0])
+        runner.detections.clear()
+    train_times = {r.contender.name: [] for r in runners}
+    infer_times = {r.contender.name: [] for r in runners}
+    for i in range(iters):
+        for runner in rotated(runners, i):
+            train_times[runner.contender.name].append(timed(runner.train_step, runner.contender.train_inputs[i], device))
+    for i in range(iters):
+        for runner in rotated(runners, i):
+            infer_times[runner.contender.name].append(timed(runner.infer, runner.contender.test_inputs[i], device))
+    return {
+        r.contender.name: {
+            "params_M": sum(p.numel() for p in r.model.parameters()) / 1e6,
+            "train_s_per_iter": statistics.median(train_times[r.contender.name]),
+            "infer_s_per_image": statistics.median(infer_times[r.contender.name]),
+            "train_peak_MiB": memory[r.contender.name][0],
+            "infer_peak_MiB": memory[r.contender.name][1],
+            "detections_per_image": statistics.mean(r.detections),
+        }
+        for r in runners
     }
-    if device == "cuda":
-        row["peak_gpu_MiB"] = torch.cuda.max_memory_allocated() / 2**20
-    return row
+
+
+def first_inputs(cfg: CfgNode, count: int):
+    """The first `count` training batches and test images of `cfg`'s datasets, through its mappers."""
+    train_batches = list(itertools.islice(build_detection_train_loader(cfg), count))
+    test_loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
+    return train_batches, [batch[0] for batch in itertools.islice(test_loader, count)]
+
+
+def group_opts(device: str, seed: int) -> List[str]:
+    return ["MODEL.DEVICE", device, "DATALOADER.NUM_WORKERS", "0", "SEED", str(seed),
+            "SOLVER.IMS_PER_BATCH", str(IMAGES_PER_BATCH)]  # fmt: skip
+
+
+def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed: int) -> List[Contender]:
+    """The peers group: COCO's 80 classes; every model's inputs are the synthetic set (7 classes)
+    resized to `min_size`/`max_size`."""
+    opts = group_opts(device, seed) + [
+        "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",  # inputs are given, not loaded
+        "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MAX_SIZE_TRAIN", str(max_size),
+        "INPUT.MIN_SIZE_TEST", str(min_size), "INPUT.MAX_SIZE_TEST", str(max_size),
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_PER_IMAGE),
+    ]  # fmt: skip
+    configs = {
+        "ours_d2_recipe": build_config(get_config_file(OURS_D2_RECIPE), opts),
+        "detectron2": detectron2_stock_config(opts),
+        "ours_paper": build_config(get_config_file(OURS_PAPER), opts),
+    }
+    data_opts = [
+        "DATASETS.TRAIN", "('synthetic_train',)", "DATASETS.TEST", "('synthetic_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES", "7", "INPUT.MASK_FORMAT", "bitmask",  # the synthetic masks are RLE
+    ]  # fmt: skip
+    train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), iters)
+    contenders = [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
+    contenders.append(torchvision_contender(seed, configs["ours_paper"], train_batches, test_images, device))
+    return contenders
+
+
+def detectron2_stock_config(opts: List[str]) -> CfgNode:
+    """detectron2's model-zoo config with its own defaults and components (none of ours)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(model_zoo.get_config_file(DETECTRON2_STOCK))
+    cfg.merge_from_list(opts)
+    return cfg
+
+
+def synthetic_contenders(config_file: str, iters: int, device: str, seed: int, extra_opts: List[str]) -> List[Contender]:
+    opts = group_opts(device, seed) + list(extra_opts)
+    configs = {"ours": build_config(config_file, opts)}
+    if not configs["ours"].DATASETS.TEST:
+        raise ValueError(f"{os.path.relpath(config_file)}: DATASETS.TEST is empty; inference is timed on its first dataset")
+    configs.update({name: build_config(config_file, opts + extra) for name, extra in REFERENCE_OPTS.items()})
+    train_batches, test_images = first_inputs(configs["ours"], iters)
+    return [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """What a group's contenders are built from; picklable, so that a new process can rebuild them."""
+
+    name: str  # "peers" or "synthetic"
+    iters: int
+    device: str
+    seed: int
+    min_size: int = 800  # peers: image sizes
+    max_size: int = 1333
+    config_file: str = DEFAULT_CONFIG  # synthetic: the config and its overrides
+    opts: Tuple[str, ...] = ()
+
+
+def build_group(spec: GroupSpec) -> List[Contender]:
+    if spec.name == "peers":
+        return peer_contenders(spec.iters, spec.device, spec.min_size, spec.max_size, spec.seed)
+    return synthetic_contenders(spec.config_file, spec.iters, spec.device, spec.seed, list(spec.opts))
+
+
+def ratio_rows(rows: Dict[str, Dict[str, float]], pairs: List) -> Dict[str, Dict[str, float]]:
+    """{"ours/ref": {key: ours' value / ref's}} for each (ours, ref) pair; keys where ref's is 0 are left out."""
+    return {f"{ours}/{ref}": {k: rows[ours][k] / rows[ref][k] for k in rows[ours] if rows[ref][k]}
+            for ours, ref in pairs}  # fmt: skip
+
+
+def print_group(title: str, rows: Dict[str, Dict[str, float]], ratios: Dict[str, Dict[str, float]]) -> None:
+    keys = list(next(iter(rows.values())))
+    print(f"\n{title}")
+    print(f"{'':<32}" + "".join(f"{k:>21}" for k in keys))
+    for name, row in rows.items():
+        print(f"{name:<32}" + "".join(f"{row[k]:>21.4f}" for k in keys))
+    for name, ratio in ratios.items():
+        print(f"{name:<32}" + "".join(f"{ratio[k]:>21.3f}" if k in ratio else f"{'':>21}" for k in keys))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG)
-    parser.add_argument("--iters", type=int, default=20, help="timed training iterations and test images")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--groups", nargs="+", default=["peers", "synthetic"], choices=["peers", "synthetic"])
+    parser.add_argument("--config-file", default=DEFAULT_CONFIG, help="the synthetic group's model")
+    parser.add_argument("--iters", type=int, default=5, help="timed training iterations and test images per model")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="for CI: 1 timed step, peers at shorter side 256: checks, not figures")
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
     args = parser.parse_args()
-    if args.iters < 1 or args.warmup < 0:
-        parser.error(f"--iters must be >= 1 and --warmup >= 0 (got {args.iters} and {args.warmup})")
+    if args.quick:
+        args.iters = 1
+    if args.iters < 1:
+        parser.error(f"--iters must be >= 1 (got {args.iters})")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
     setup_logger(name="mask_rcnn_ext")
-    config_name = os.path.relpath(args.config_file)
-
-    opts = list(args.opts) + ["MODEL.DEVICE", args.device, "DATALOADER.NUM_WORKERS", "0"]
-    configs = {"ours": build_config(args.config_file, opts)}
-    configs.update({name: build_config(args.config_file, opts + extra) for name, extra in REFERENCE_OPTS.items()})
-    ours = configs["ours"]
-    if not ours.DATASETS.TEST:
-        parser.error(f"{config_name}: DATASETS.TEST is empty; inference is timed on its first dataset")
-    # The same inputs for both models: the first batches of the training loader, the first val images.
-    train_batches = list(itertools.islice(build_detection_train_loader(ours), args.iters))
-    test_images = [b[0] for b in itertools.islice(build_detection_test_loader(ours, ours.DATASETS.TEST[0]), args.iters)]
-
-    # One untimed pass first, so that one-off costs (CUDA context and kernel loading, allocator
-    # growth) fall on no model's figures, whichever is measured first.
-    measure(ours, train_batches[: args.warmup + 1], test_images[: args.warmup + 1], args.warmup)
-    rows = {name: measure(cfg, train_batches, test_images, args.warmup) for name, cfg in configs.items()}
-    ratios = {ref: {key: rows["ours"][key] / rows[ref][key] for key in rows["ours"]} for ref in REFERENCE_OPTS}
-
-    print(f"\n{config_name} on {args.device}: {args.iters} training iterations "
-          f"(batch {ours.SOLVER.IMS_PER_BATCH}) and {args.iters} test images, medians")
-    keys = list(rows["ours"])
-    print(f"{'':<28}" + "".join(f"{k:>20}" for k in keys))
-    for name, row in rows.items():
-        print(f"{name:<28}" + "".join(f"{row[k]:>20.4f}" for k in keys))
-    for ref, ratio in ratios.items():
-        print(f"{'ours/' + ref:<28}" + "".join(f"{ratio[k]:>20.3f}" for k in keys))
+    min_size, max_size = (256, 427) if args.quick else (800, 1333)
+    specs = [GroupSpec(name, args.iters, args.device, args.seed, min_size, max_size, args.config_file, tuple(args.opts))
+             for name in ("peers", "synthetic") if name in args.groups]  # fmt: skip
+    titles = {"peers": f"Mask R-CNN R50-FPN, images {min_size}-{max_size}", "synthetic": os.path.relpath(args.config_file)}
+    pairs = {"peers": PEER_RATIOS, "synthetic": [("ours", reference) for reference in REFERENCE_OPTS]}
+    try:  # inputs of every group first: a bad synthetic config stops before any timing
+        contenders = {spec.name: build_group(spec) for spec in reversed(specs)}
+    except ValueError as error:
+        parser.error(str(error))
+    report = {"device": args.device, "iters": args.iters, "images_per_batch": IMAGES_PER_BATCH, "groups": {}}
+    for spec in specs:
+        rows = measure_group(spec, contenders[spec.name])
+        ratios = ratio_rows(rows, pairs[spec.name])
+        report["groups"][spec.name] = {"title": titles[spec.name], "rows": rows, "ratios": ratios}
+        print_group(f"{titles[spec.name]} on {args.device}: {args.iters} training iterations "
+                    f"(batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians", rows, ratios)
     if args.output:
-        write_json_atomically(args.output, {"config": config_name, "device": args.device, "rows": rows, "ratios": ratios})
+        write_json_atomically(args.output, report)
 
 
 if __name__ == "__main__":

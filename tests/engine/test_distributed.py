@@ -67,3 +67,17 @@ def test_two_process_evaluation_equals_one_process(trained_run, tmp_path, datase
     with open(os.path.join(trained_run, EVAL_RESULTS_FILE)) as f:
         one = json.load(f)
     assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True)  # text: NaN (no small objects) == NaN
+
+
+def test_train_net_trains_with_two_cpu_processes(tmp_path, datasets_env):
+    """The command users run: `tools/train_net.py --num-gpus 2` without a GPU trains in 2 GLOO
+    processes to the end and saves the final checkpoint once."""
+    output_dir = tmp_path / "train2"
+    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--num-gpus", "2", "SOLVER.MAX_ITER", "3",
+                              "DATASETS.TEST", "()", "OUTPUT_DIR", output_dir],
+             {**datasets_env, "CUDA_VISIBLE_DEVICES": ""}, tmp_path / "log")
+    log = (output_dir / "log.txt").read_text()
+    assert "World size: 2" in log
+    assert sorted(p.name for p in output_dir.glob("*.pth")) == ["model_final.pth"]
+    with open(output_dir / "metrics.json") as f:
+        assert json.loads(f.readlines()[-1])["iteration"] == 2  # iterations 0, 1, 2

@@ -1,33 +1,96 @@
-"""tools/benchmark.py runs both models on the same inputs and compares them."""
+"""tools/benchmark.py runs ours and the peers on the same inputs and compares them."""
 import json
 
 import pytest
+import torch
 from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
 
 from mask_rcnn_ext import build_config
 
-from benchmark import REFERENCE_OPTS
+from benchmark import (
+    REFERENCE_OPTS, calibrate_frozen_batchnorm, detectron2_stock_config, to_torchvision_batch, torchvision_maskrcnn,
+)
 from conftest import SYNTHETIC_CONFIG, run_tool
 
 
-def _params_millions(opts):
-    model = build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu", *opts]))
+def _params_millions(model):
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def test_benchmark_compares_ours_with_detectron2_stock_heads_and_backbone(datasets_env, tmp_path):
-    output = tmp_path / "bench.json"
-    run_tool("benchmark.py", ["--iters", "1", "--warmup", "0", "--output", output], datasets_env, tmp_path / "log")
-    report = json.loads(output.read_text())
-    assert report["rows"]["ours"]["params_M"] == _params_millions([])
+@pytest.fixture(scope="module")
+def quick_report(datasets_env, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("bench")
+    run_tool("benchmark.py", ["--quick", "--output", output_dir / "bench.json"], datasets_env, output_dir / "log")
+    return json.loads((output_dir / "bench.json").read_text())
+
+
+def test_peers_do_the_same_work(quick_report):
+    """The R50-FPN peers: the same parameters as detectron2's stock model (and torchvision's within
+    its background row), and exactly 100 detections per image each, so the ratios compare like with like."""
+    peers = quick_report["groups"]["peers"]
+    rows = peers["rows"]
+    assert list(rows) == ["ours_d2_recipe", "detectron2", "ours_paper", "torchvision"]
+    stock = build_model(detectron2_stock_config(["MODEL.DEVICE", "cpu"]))
+    assert rows["detectron2"]["params_M"] == rows["ours_d2_recipe"]["params_M"] == _params_millions(stock)
+    # torchvision's box regressor and mask predictor also have a background row: 4 x (1024 + 1) and 256 + 1.
+    assert round((rows["torchvision"]["params_M"] - rows["ours_paper"]["params_M"]) * 1e6) == 4 * 1025 + 257
+    for name, row in rows.items():
+        assert row["detections_per_image"] == 100, name
+        assert row["train_s_per_iter"] > 0 and row["infer_s_per_image"] > 0
+        assert row["train_peak_MiB"] > 0 and row["infer_peak_MiB"] > 0, name
+    assert set(peers["ratios"]) == {"ours_d2_recipe/detectron2", "ours_paper/torchvision"}
+    assert peers["ratios"]["ours_d2_recipe/detectron2"]["params_M"] == 1.0
+
+
+def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
+    rows = quick_report["groups"]["synthetic"]["rows"]
+    assert rows["ours"]["params_M"] == _params_millions(build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu"])))
     for name, opts in REFERENCE_OPTS.items():
-        assert report["rows"][name]["params_M"] == _params_millions(opts)
+        model = build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu", *opts]))
+        assert rows[name]["params_M"] == _params_millions(model)
+    ratios = quick_report["groups"]["synthetic"]["ratios"]
     # Our heads are detectron2's layers (the same parameters); the narrow backbone is the point of
     # the synthetic config: a third of the stock R18-FPN model.
-    assert report["ratios"]["detectron2_heads"]["params_M"] == 1.0
-    assert 0.25 < report["ratios"]["detectron2_backbone"]["params_M"] < 0.4
-    for row in report["rows"].values():
-        assert row["train_s_per_iter"] > 0 and row["infer_s_per_image"] > 0
+    assert ratios["ours/detectron2_heads"]["params_M"] == 1.0
+    assert 0.25 < ratios["ours/detectron2_backbone"]["params_M"] < 0.4
+
+
+def test_calibrated_frozen_batchnorm_keeps_resnet50_finite():
+    """Without calibration a random ResNet-50 with identity frozen statistics overflows; with it every
+    frozen BatchNorm's output has zero mean and unit variance per channel on the calibration input."""
+    torch.manual_seed(0)
+    model = torchvision_maskrcnn(num_classes=3, min_size=128, max_size=160)
+    image = torch.rand(3, 128, 160)
+    outputs = {}
+    # A copy: torchvision's in-place ReLU overwrites the output after the hook.
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.clone()))
+             for n, m in model.named_modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+    calibrate_frozen_batchnorm(model, lambda: model([image]))
+    model.eval()
+    with torch.no_grad():
+        model([image])
+    for hook in hooks:
+        hook.remove()
+    assert len(outputs) == 53  # ResNet-50: the stem's and 4 stages' BatchNorms
+    for name, out in outputs.items():  # the fresh affine weight is 1 and bias 0
+        assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(out.shape[1]), atol=1e-3), name
+        assert torch.allclose(out.var(dim=(0, 2, 3)), torch.ones(out.shape[1]), atol=1e-2), name
+
+
+def test_torchvision_targets_are_detectron2_instances_shifted_by_the_background():
+    instances = Instances((4, 6))
+    instances.gt_boxes = Boxes(torch.tensor([[0.0, 1.0, 3.0, 4.0]]))
+    instances.gt_classes = torch.tensor([2])
+    masks = torch.zeros(1, 4, 6, dtype=torch.bool)
+    masks[0, 1:4, 0:3] = True
+    instances.gt_masks = BitMasks(masks)
+    bgr = torch.arange(3 * 4 * 6, dtype=torch.uint8).reshape(3, 4, 6)
+    (image,), (target,) = to_torchvision_batch([{"image": bgr, "instances": instances}])
+    assert torch.equal(image, bgr.flip(0).float() / 255)  # RGB in [0, 1]
+    assert torch.equal(target["labels"], torch.tensor([3]))
+    assert torch.equal(target["boxes"], instances.gt_boxes.tensor)
+    assert target["masks"].dtype == torch.uint8 and torch.equal(target["masks"].bool(), masks)
 
 
 @pytest.mark.parametrize(
