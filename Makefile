@@ -62,7 +62,7 @@ ablate: setup
 	$(PY) tools/ablate.py $(ABLATE_ARGS)
 
 # Remake $(LOCK) from requirements.txt and the pins above, with pip-tools in a venv of its own
-# (about 7 minutes: it hashes every file of each pinned release). Commit the result.
+# (about 4 minutes: it hashes every file of each pinned release). Commit the result.
 lock:
 	@test -x $(LOCK_TOOLS)/bin/pip-compile \
 		|| ($(PYTHON_BASE) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools)
