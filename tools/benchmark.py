@@ -156,25 +156,26 @@ def to_torchvision_batch(batch: List[Dict]):
 
 
 def torchvision_contender(seed: int, cfg: CfgNode, train_batches: List, test_images: List, device: str) -> Contender:
+    torchvision_images = [to_torchvision_image(i).to(device) for i in test_images]
+
     def build():
         torch.manual_seed(seed)
         model = torchvision_maskrcnn(cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
         model.to(device)
-        calibrate_frozen_batchnorm(model, lambda: model([contender.test_inputs[0]]))
+        calibrate_frozen_batchnorm(model, lambda: model([torchvision_images[0]]))
         return model
 
     def to_device(batch):
         images, targets = to_torchvision_batch(batch)
         return [i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
-    contender = Contender(
+    return Contender(
         "torchvision", build,
         losses=lambda model, batch: model(*batch),
         detect=lambda model, image: len(model([image])[0]["boxes"]),
         train_inputs=[to_device(b) for b in train_batches],
-        test_inputs=[to_torchvision_image(i).to(device) for i in test_images],
+        test_inputs=torchvision_images,
     )  # fmt: skip
-    return contender
 
 
 class PeakMemory:
@@ -279,14 +280,16 @@ def peak_memory_in_fresh_process(spec: "GroupSpec", name: str) -> Tuple[float, f
     # A fixed mmap threshold in the child: glibc then hands every freed tensor above 64 KiB back to
     # the system at once, so the resident set follows the live tensors instead of the heap's history
     # (with glibc's adaptive threshold, identical inference steps measured 103-121 MiB; with it, 71-72).
-    environ = dict(os.environ)
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+    previous = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)  # read by the child's glibc at start
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             return pool.submit(_peak_memory_of, spec, name).result()
     finally:
-        os.environ.clear()
-        os.environ.update(environ)
+        if previous is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = previous
 
 
 def _peak_memory_of(spec: "GroupSpec", name: str) -> Tuple[float, float]:

@@ -23,8 +23,13 @@ from mask_rcnn_ext.data.checks import check_records
 
 
 def check_dataset(name: str, read_images: bool):
-    """(records, CheckReport) of the registered dataset `name`, against its own metadata."""
+    """(records, CheckReport) of the registered dataset `name`, against its own metadata.
+    ValueError naming the dataset when it is not registered or its metadata has no thing_classes."""
+    if name not in DatasetCatalog.list():
+        raise ValueError(f"dataset {name!r} is not registered (--import the module that registers it)")
     meta = MetadataCatalog.get(name)
+    if not meta.get("thing_classes", None):
+        raise ValueError(f"dataset {name!r}: its metadata has no thing_classes to check category ids against")
     keypoint_names = meta.get("keypoint_names", None)
     records = DatasetCatalog.get(name)
     _, report = check_records(records, len(meta.thing_classes), len(keypoint_names) if keypoint_names else None, read_images)
@@ -38,10 +43,16 @@ def main(argv=None) -> int:
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
     args = parser.parse_args(argv)
     for module in args.imports:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--import {module}: {error}")
     failed = False
     for name in args.names:
-        records, report = check_dataset(name, read_images=not args.no_images)
+        try:
+            records, report = check_dataset(name, read_images=not args.no_images)
+        except ValueError as error:
+            parser.error(str(error))
         annotations = sum(len(r.get("annotations", [])) for r in records)
         print(f"{name}: {len(records)} images, {annotations} annotations: {report.summary()}")
         failed |= bool(report.errors)

@@ -163,3 +163,16 @@ def test_check_dataset_tool(tmp_path):
     text = log.read_text()
     assert "tool_checked: 1 images, 1 annotations: 2 errors" in text
     assert "image is 25x30 but the record says 20x30" in text and "category_id 9 is not one of the 7 classes" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["no_such_dataset"], "dataset 'no_such_dataset' is not registered"),
+        (["synthetic_val", "--import", "no_such_module"], "--import no_such_module: No module named 'no_such_module'"),
+    ],
+)
+def test_check_dataset_tool_names_what_it_cannot_check(tmp_path, args, message):
+    log = tmp_path / "log"
+    run_tool("check_dataset.py", args, {}, log, expected_exit_codes=(2,))
+    assert message in log.read_text()

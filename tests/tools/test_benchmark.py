@@ -56,7 +56,7 @@ def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     assert 0.25 < ratios["ours/detectron2_backbone"]["params_M"] < 0.4
 
 
-def test_calibrated_frozen_batchnorm_keeps_resnet50_finite():
+def test_calibration_normalises_every_frozen_batchnorm_of_resnet50():
     """Without calibration a random ResNet-50 with identity frozen statistics overflows; with it every
     frozen BatchNorm's output has zero mean and unit variance per channel on the calibration input."""
     torch.manual_seed(0)

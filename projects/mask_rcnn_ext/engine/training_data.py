@@ -5,6 +5,7 @@ from typing import List
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data.build import filter_images_with_only_crowd_annotations  # the same in v0.6 and main
 
 from ..data.checks import check_records
 
@@ -41,11 +42,8 @@ def checked_training_records(cfg: CfgNode) -> List[dict]:
         raise ValueError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} cannot be trained on:\n{report.summary()}")
     if report.skipped:
         logger.warning(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)}: {report.summary()}")
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:  # skipped objects may have emptied an image
-        kept = [r for r in records if any(not a.get("iscrowd", 0) for a in r.get("annotations", []))]
-        if len(kept) < len(records):
-            logger.warning(f"{len(records) - len(kept)} images have no object left after the checks; not trained on")
-        records = kept
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:  # skipped objects may have emptied an image: filter again
+        records = filter_images_with_only_crowd_annotations(records)
     return records
 
 
