@@ -17,6 +17,11 @@ The reference is detectron2's ROIPooler("ROIAlignV2") for poolers and MaskRCNNCo
 for heads; `ours/ref` below 1 is cheaper than detectron2. torchvision's Mask R-CNN pieces
 (MultiScaleRoIAlign; MaskRCNNHeads + MaskRCNNPredictor with maskrcnn_loss) are measured beside
 them on the same inputs.
+
+Test-time read-out of `--test-rois` detections, against detectron2's functions: keypoints decoded
+from (R, 17, 56, 56) heatmaps (`heatmaps_to_keypoints`; ours `decode_keypoint_heatmaps`) and
+(R, 28, 28) masks pasted into the image (`paste_masks_in_image`; ours `paste_masks`), each after
+checking that ours returns the same tensor.
 """
 import argparse
 import statistics
@@ -25,10 +30,10 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ShapeSpec, paste_masks_in_image
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import build_mask_head
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances, heatmaps_to_keypoints
 from detectron2.utils.events import EventStorage
 from torch import nn
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -37,13 +42,15 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.io_utils import write_json_atomically
-from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, RoIFeaturePooler
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, RoIFeaturePooler, decode_keypoint_heatmaps, paste_masks
 
 IMAGE_SIZE = (800, 1216)  # the paper's test size for COCO's usual aspect ratio
 CHANNELS, NUM_CLASSES, POOLED = 256, 80, 14
 FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
 REFERENCE = "detectron2"
 TORCHVISION = "torchvision"
+OURS = "ours"
+NUM_KEYPOINTS, HEATMAP_SIDE, MASK_SIDE = 17, 56, 28
 
 # label -> mask head config overrides (detectron2's stock head is the reference)
 HEADS = {
@@ -188,6 +195,25 @@ def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> Dic
         return measure(cases, device, iters)
 
 
+def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> Dict[str, dict]:
+    """Milliseconds to decode keypoints and to paste masks of `test_rois` detections, ours and
+    detectron2's; raises if the outputs differ."""
+    generator = torch.Generator().manual_seed(0)
+    boxes = random_boxes(test_rois, image_size, device, generator).tensor
+    heatmaps = (torch.randn(test_rois, NUM_KEYPOINTS, HEATMAP_SIDE, HEATMAP_SIDE, generator=generator) * 4).to(device)
+    masks = torch.rand(test_rois, MASK_SIDE, MASK_SIDE, generator=generator).to(device)
+    image_size = tuple(image_size)
+    operations = {
+        "keypoints_ms": {REFERENCE: lambda: heatmaps_to_keypoints(heatmaps, boxes), OURS: lambda: decode_keypoint_heatmaps(heatmaps, boxes)},
+        "masks_ms": {REFERENCE: lambda: paste_masks_in_image(masks, boxes, image_size), OURS: lambda: paste_masks(masks, boxes, image_size)},
+    }
+    for name, steps in operations.items():
+        if not torch.equal(steps[OURS](), steps[REFERENCE]()):
+            raise AssertionError(f"{name}: our read-out differs from detectron2's")
+    times = {name: median_ms(steps, device, iters) for name, steps in operations.items()}
+    return {row: {name: times[name][row] for name in operations} for row in (REFERENCE, OURS)}
+
+
 def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
     """Print `rows` with their ratios to the reference row; returns the ratios (None where the
     reference holds under 1 MiB, which no ratio describes)."""
@@ -198,9 +224,9 @@ def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]
         for name, row in rows.items()
     }
     print(f"\n{title}")
-    print(f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>16}" for k in keys))
+    print(f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>20}" for k in keys))
     for name, row in rows.items():
-        cells = "".join("{:>16}".format("-" if r is None else f"{r:.3f}") for r in ratios[name].values())
+        cells = "".join("{:>20}".format("-" if r is None else f"{r:.3f}") for r in ratios[name].values())
         print(f"{name:<24}" + "".join(f"{row[k]:>12.2f}" for k in keys) + cells)
     return ratios
 
@@ -227,10 +253,14 @@ def main() -> None:
     pooler_ratios = print_table("RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers)
     heads = bench_heads(args.device, args.iters, args.head_rois, args.test_rois)
     head_ratios = print_table("mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads)
+    read_out = bench_read_out(args.image_size, args.device, args.iters, args.test_rois)
+    read_out_ratios = print_table(f"test read-out: {NUM_KEYPOINTS} keypoints from {HEATMAP_SIDE}x{HEATMAP_SIDE} heatmaps, "
+                                  f"{MASK_SIDE}x{MASK_SIDE} masks pasted into the image (same outputs)", read_out)
     if args.output:
         write_json_atomically(args.output, {
             "device": args.device, "pooler_rois": args.pooler_rois, "head_rois": args.head_rois, "test_rois": args.test_rois,
             "poolers": poolers, "pooler_ratios": pooler_ratios, "heads": heads, "head_ratios": head_ratios,
+            "read_out": read_out, "read_out_ratios": read_out_ratios,
         })  # fmt: skip
 
 

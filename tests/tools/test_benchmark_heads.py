@@ -1,9 +1,9 @@
-"""tools/benchmark_heads.py times every pooler and head beside detectron2's in one run."""
+"""tools/benchmark_heads.py times every pooler, head and test read-out beside detectron2's in one run."""
 import json
 
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
-from benchmark_heads import HEADS, REFERENCE, TORCHVISION
+from benchmark_heads import HEADS, OURS, REFERENCE, TORCHVISION
 from conftest import run_tool
 
 
@@ -21,6 +21,10 @@ def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     # same computation, same saved activations: our default path keeps no more than detectron2's
     assert report["heads"]["FCN sigmoid (default)"]["saved_MiB"] == report["heads"][REFERENCE]["saved_MiB"]
     assert report["poolers"]["ROIAlignV2"]["saved_MiB"] == report["poolers"][REFERENCE]["saved_MiB"]
+    # the read-out is timed only once ours returned detectron2's outputs
+    assert set(report["read_out"]) == {REFERENCE, OURS}
+    assert all(value > 0 for row in report["read_out"].values() for value in row.values())
+    assert report["read_out_ratios"][REFERENCE] == {"keypoints_ms": 1.0, "masks_ms": 1.0}
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -17,8 +17,9 @@ import torch
 from detectron2.config import configurable
 from detectron2.modeling.roi_heads import ROI_KEYPOINT_HEAD_REGISTRY
 from detectron2.modeling.roi_heads.keypoint_head import BaseKeypointRCNNHead, KRCNNConvDeconvUpsampleHead
-from detectron2.structures import Instances, heatmaps_to_keypoints
+from detectron2.structures import Instances
 
+from .keypoint_decoding import decode_keypoint_heatmaps
 from .keypoint_losses import keypoint_loss_normalizer, keypoint_softmax_loss, keypoint_targets
 
 
@@ -53,11 +54,11 @@ class BaseKeypointHead(BaseKeypointRCNNHead):
 
         Each heatmap is resized bicubically to its box's size in pixels; a keypoint is the centre
         of the maximal pixel, its score that pixel's softmax probability normalised over the M x M
-        heatmap (detectron2's `heatmaps_to_keypoints`).
+        heatmap: detectron2's `heatmaps_to_keypoints`, computed by `decode_keypoint_heatmaps`.
         """
-        logits = logits.detach()  # upstream heatmaps_to_keypoints no longer detaches by itself
-        boxes = torch.cat([i.pred_boxes.tensor for i in instances]).detach()
-        keypoints = heatmaps_to_keypoints(logits, boxes)[:, :, [0, 1, 3]]  # drop the raw logit
+        logits = logits.detach()
+        boxes = torch.cat([i.pred_boxes.tensor for i in instances])
+        keypoints = decode_keypoint_heatmaps(logits, boxes)[:, :, [0, 1, 3]]  # drop the raw logit
         num_per_image = [len(i) for i in instances]
         for per_image, image_keypoints, heatmaps in zip(instances, keypoints.split(num_per_image), logits.split(num_per_image)):
             per_image.pred_keypoints = image_keypoints
