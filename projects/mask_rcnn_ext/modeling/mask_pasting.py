@@ -31,7 +31,7 @@ def paste_masks(masks: torch.Tensor, boxes: Union[torch.Tensor, Boxes], image_sh
     """Full-image masks from RoI masks: detectron2's `paste_masks_in_image` for threshold >= 0.
 
     Args:
-        masks: (N, M, M) mask probabilities in [0, 1] (or logits with a matching threshold).
+        masks: (N, M, M) mask probabilities in [0, 1].
         boxes: (N, 4) boxes (x0, y0, x1, y1) in image pixels, within the image.
         image_shape: (height, width) of the image.
         threshold: a pixel is in the mask when its interpolated value is >= threshold.
@@ -44,7 +44,7 @@ def paste_masks(masks: torch.Tensor, boxes: Union[torch.Tensor, Boxes], image_sh
         return paste_masks_in_image(masks, boxes, image_shape, threshold)
     height, width = image_shape
     pasted = torch.zeros(len(masks), height, width, dtype=torch.bool)
-    masks = masks.float()[:, None]
+    masks = (masks if masks.dtype.is_floating_point else masks.float())[:, None]  # as detectron2 samples
     regions = _pasting_regions(boxes, height, width)
     for group in _similar_size_groups(regions):
         group_pasted = _paste_group(masks[group], boxes[group], regions[group], threshold)
