@@ -27,20 +27,17 @@ Inputs come from the synthetic dataset (its images resized to the group's sizes)
 training iteration. The R50 models' frozen BatchNorm statistics are set from one test image
 (`calibrate_frozen_batchnorm`), as pretrained weights would have them. Reported per model: parameters (millions), median seconds per training iteration
 and per test image (timed in turns, model after model), detections per test image, and the peak
-memory of one training step and one inference above the level before it (MiB): on CUDA torch's peak
-allocation; on the CPU the kernel's high-water mark of the resident set, each model in a process of
-its own. Ratios below 1: ours is cheaper.
+memory of one training step and one inference above the level before it (MiB): torch's peak
+allocation, from its counters on CUDA and from the allocations and frees its profiler records on the
+CPU (`peak_memory_MiB`). Ratios below 1: ours is cheaper.
 """
 import argparse
-import ctypes
 import dataclasses
 import itertools
-import multiprocessing
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from detectron2 import model_zoo
@@ -178,50 +175,50 @@ def torchvision_contender(seed: int, cfg: CfgNode, train_batches: List, test_ima
     )  # fmt: skip
 
 
-class PeakMemory:
-    """Peak memory above the level at entry, in MiB (`.peak_MiB` after the block). CUDA: torch's
-    allocations. CPU (Linux): the kernel's high-water mark of the resident set, reset at entry
-    (`/proc/self/clear_refs`), after returning freed heap to the system (glibc's malloc_trim)."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.peak_MiB: Optional[float] = None
-
-    def __enter__(self):
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._start = torch.cuda.memory_allocated()
-        else:
-            _return_free_heap()
-            with open("/proc/self/clear_refs", "w") as clear_refs:
-                clear_refs.write("5")  # resets VmHWM to the current resident set
-            self._start = _memory_status_bytes("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            peak = _memory_status_bytes("VmHWM")
-        self.peak_MiB = (peak - self._start) / 2**20
+MEASURED_BLOCK = "benchmark.measured_block"  # the profiler's name for the block whose peak is wanted
 
 
-def _memory_status_bytes(field: str) -> int:
-    """A kB field of /proc/self/status (VmRSS: resident set, VmHWM: its high-water mark), in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(f"/proc/self/status has no {field}")
+def peak_memory_MiB(device: str, lead_in: Callable[[], Any], measured: Callable[[], Any]) -> float:
+    """Peak of torch's allocations while `measured()` runs, above the level when it starts, in MiB;
+    `lead_in()` runs just before (the same step: what it leaves behind, `measured` frees).
+
+    CUDA: torch's counters. CPU: torch's CPU allocator keeps no counters, so both run under torch's
+    profiler with `profile_memory`, which records every allocation and free with its size and time
+    (a free only of memory allocated while it records: hence the lead-in inside the recording);
+    the peak is that of their running sum during `measured`. This counts tensors alone, as on
+    CUDA, and is the same from run to run. The process's resident set is not: it adds what glibc's
+    heap keeps of freed memory, which depends on the process's history (two R50 models whose
+    training steps' tensors peak at the same byte count measured 1693 to 2183 MiB of resident set
+    in six fresh processes).
+    """
+    if device == "cuda":
+        lead_in()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        measured()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profiler:
+        lead_in()
+        with torch.profiler.record_function(MEASURED_BLOCK):
+            measured()
+    return _recorded_peak_bytes(profiler.profiler.kineto_results.events()) / 2**20
 
 
-def _return_free_heap() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the figure includes the allocator's cache
-        pass
+def _recorded_peak_bytes(events: List) -> int:
+    """The highest running sum of the recorded CPU allocations (+) and frees (-) inside the
+    MEASURED_BLOCK event, above the sum at its start."""
+    (block,) = [event for event in events if event.name() == MEASURED_BLOCK]
+    records = [event for event in events if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU]
+    live, start_level, peak = 0, None, 0
+    for event in sorted(records, key=lambda event: event.start_ns()):
+        if event.start_ns() >= block.start_ns() and start_level is None:
+            start_level = peak = live
+        live += event.nbytes()
+        if start_level is not None and event.start_ns() <= block.end_ns():
+            peak = max(peak, live)
+    return 0 if start_level is None else peak - start_level
 
 
 def _synchronize(device: str) -> None:
@@ -261,40 +258,20 @@ def timed(step: Callable[[Any], None], x, device: str) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory(runner: Runner, device: str) -> Tuple[float, float]:
-    """(training, inference) peak MiB of one training step and one inference."""
-    with PeakMemory(device) as train_memory:
-        runner.train_step(runner.contender.train_inputs[0])
-    with PeakMemory(device) as infer_memory:
-        runner.infer(runner.contender.test_inputs[0])
+def peak_memory(runner: Runner, device: str, seed: int) -> Tuple[float, float]:
+    """(training, inference) peak MiB of one training step and one inference, each after another.
+    Each starts from torch's RNG seeded with `seed`: a training step's memory follows the RoIs it
+    samples at random (one R50 step measured 392 to 428 MiB unseeded), and seeded, every model and
+    run draws alike."""
+
+    def seeded(step: Callable[[Any], None], x) -> Callable[[], None]:
+        return lambda: (torch.manual_seed(seed), step(x))
+
+    batch, image = runner.contender.train_inputs[0], runner.contender.test_inputs[0]
+    train = peak_memory_MiB(device, seeded(runner.train_step, batch), seeded(runner.train_step, batch))
+    infer = peak_memory_MiB(device, seeded(runner.infer, image), seeded(runner.infer, image))
     runner.detections.clear()
-    return train_memory.peak_MiB, infer_memory.peak_MiB
-
-
-def peak_memory_in_fresh_process(spec: "GroupSpec", name: str) -> Tuple[float, float]:
-    """`peak_memory` of contender `name` of group `spec`, measured in a new process (CPU). The
-    resident set of a process that ran other models depends on what its allocator kept of them
-    (seen here, in one process: inference peaks of 784 and 620 MiB for two R50 models that measure
-    360 MiB each in fresh ones), so each model starts from a clean one. (A fork would be cheaper,
-    but OpenMP hangs in a child forked after it ran.)"""
-    # A fixed mmap threshold in the child: glibc then hands every freed tensor above 64 KiB back to
-    # the system at once, so the resident set follows the live tensors instead of the heap's history
-    # (with glibc's adaptive threshold, identical inference steps measured 103-121 MiB; with it, 71-72).
-    previous = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)  # read by the child's glibc at start
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_peak_memory_of, spec, name).result()
-    finally:
-        if previous is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = previous
-
-
-def _peak_memory_of(spec: "GroupSpec", name: str) -> Tuple[float, float]:
-    (contender,) = [c for c in build_group(dataclasses.replace(spec, iters=1)) if c.name == name]
-    return peak_memory(Runner(contender), spec.device)
+    return train, infer
 
 
 def rotated(items: List, turn: int) -> List:
@@ -306,22 +283,13 @@ def rotated(items: List, turn: int) -> List:
 
 def measure_group(spec: "GroupSpec", contenders: List[Contender]) -> Dict[str, Dict[str, float]]:
     """{name: row} for the contenders of group `spec`, which share their inputs. First each model's
-    peak memory over one training step and one inference; then, after one untimed step each, the
+    peak memory over its second training step and inference (the first ones, its warm-up, carry
+    one-time costs: the optimizer's momentum buffers, the CUDA context, kernel loading); then the
     timed steps in turns, model after model at each step in a rotating order, so that drift of a
     shared machine (other jobs, the allocator's state, caches) falls on every model alike."""
     iters, device = spec.iters, spec.device
-    if device == "cpu":
-        memory = {c.name: peak_memory_in_fresh_process(spec, c.name) for c in contenders}
-        runners = [Runner(c) for c in contenders]
-    else:  # torch's CUDA counters are exact within one process
-        runners = [Runner(c) for c in contenders]
-        # An unmeasured step first: the CUDA context and kernel loading fall on no model's figures.
-        runners[0].train_step(contenders[0].train_inputs[0])
-        memory = {r.contender.name: peak_memory(r, device) for r in runners}
-    for runner in runners:  # warm-up
-        runner.train_step(runner.contender.train_inputs[0])
-        runner.infer(runner.contender.test_inputs[0])
-        runner.detections.clear()
+    runners = [Runner(c) for c in contenders]
+    memory = {r.contender.name: peak_memory(r, device, spec.seed) for r in runners}
     train_times = {r.contender.name: [] for r in runners}
     infer_times = {r.contender.name: [] for r in runners}
     for i in range(iters):
@@ -399,7 +367,7 @@ def synthetic_contenders(config_file: str, iters: int, device: str, seed: int, e
 
 @dataclasses.dataclass(frozen=True)
 class GroupSpec:
-    """What a group's contenders are built from; picklable, so that a new process can rebuild them."""
+    """What a group's contenders are built from."""
 
     name: str  # "peers" or "synthetic"
     iters: int

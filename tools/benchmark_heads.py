@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--head-rois", type=int, default=128, help="foreground RoIs per mask head training step")
     parser.add_argument("--test-rois", type=int, default=100)
     parser.add_argument("--image-size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("H", "W"),
-                        help="image whose FPN features the poolers read")
+                        help="image whose FPN features the poolers read, and into which the read-out pastes masks")
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     args = parser.parse_args()
     if min(args.iters, args.pooler_rois, args.head_rois, args.test_rois) < 1:

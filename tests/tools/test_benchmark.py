@@ -9,7 +9,8 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from mask_rcnn_ext import build_config
 
 from benchmark import (
-    REFERENCE_OPTS, calibrate_frozen_batchnorm, detectron2_stock_config, to_torchvision_batch, torchvision_maskrcnn,
+    REFERENCE_OPTS, calibrate_frozen_batchnorm, detectron2_stock_config, to_torchvision_batch,
+    peak_memory_MiB, torchvision_maskrcnn,
 )
 from conftest import SYNTHETIC_CONFIG, run_tool
 
@@ -41,6 +42,10 @@ def test_peers_do_the_same_work(quick_report):
         assert row["train_peak_MiB"] > 0 and row["infer_peak_MiB"] > 0, name
     assert set(peers["ratios"]) == {"ours_d2_recipe/detectron2", "ours_paper/torchvision"}
     assert peers["ratios"]["ours_d2_recipe/detectron2"]["params_M"] == 1.0
+    # Our components allocate what detectron2's do: the tensors' peaks differ by a few small
+    # tensors (a few KiB of 409 MiB at these sizes), never by an activation.
+    for key in ("train_peak_MiB", "infer_peak_MiB"):
+        assert abs(peers["ratios"]["ours_d2_recipe/detectron2"][key] - 1) < 1e-3, key
 
 
 def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
@@ -53,7 +58,31 @@ def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     # Our heads are detectron2's layers (the same parameters); the narrow backbone is the point of
     # the synthetic config: a third of the stock R18-FPN model.
     assert ratios["ours/detectron2_heads"]["params_M"] == 1.0
+    for key in ("train_peak_MiB", "infer_peak_MiB"):
+        assert abs(ratios["ours/detectron2_heads"][key] - 1) < 1e-3, key
     assert 0.25 < ratios["ours/detectron2_backbone"]["params_M"] < 0.4
+
+
+def test_cpu_peak_memory_is_the_peak_of_live_tensors_above_the_level_at_the_start():
+    MiB, kept = 2**20, []
+
+    def lead_in():  # leaves 5 MiB for the measured block to free
+        kept.append(torch.empty(5 * MiB, dtype=torch.uint8))
+        torch.empty(64 * MiB, dtype=torch.uint8)  # allocated and freed before: not counted
+
+    def measured():
+        first = torch.empty(4 * MiB, dtype=torch.uint8)
+        del first
+        kept.append(torch.empty(MiB, dtype=torch.uint8))
+        kept.append(torch.empty(2 * MiB, dtype=torch.uint8))
+
+    assert peak_memory_MiB("cpu", lead_in, measured) == 4  # the 4 MiB alone, not the 7 allocated in all
+
+    def replace_the_lead_ins_tensor():
+        kept.clear()  # frees the lead-in's 5 MiB (and the rest)
+        kept.append(torch.empty(5 * MiB, dtype=torch.uint8))
+
+    assert peak_memory_MiB("cpu", lead_in, replace_the_lead_ins_tensor) == 0
 
 
 def test_calibration_normalises_every_frozen_batchnorm_of_resnet50():
