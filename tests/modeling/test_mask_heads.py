@@ -13,7 +13,11 @@ from detectron2.utils.events import EventStorage
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import FCNMaskHead, MLPMaskHead
-from mask_rcnn_ext.modeling.mask_losses import sigmoid_mask_loss, softmax_mask_loss, softmax_mask_probabilities
+from mask_rcnn_ext.modeling.mask_losses import (
+    BITMASK_CROP_CHUNK, mask_targets, sigmoid_mask_loss, softmax_mask_loss, softmax_mask_probabilities,
+)
+
+from benchmark import peak_memory_MiB
 
 NUM_CLASSES = 5
 POOLED = ShapeSpec(channels=8, height=14, width=14)
@@ -95,6 +99,25 @@ def test_fcn_head_with_sigmoid_loss_is_detectron2_head(agnostic, polygons):
         actual_instances = ours(features, detections())
     for e, a in zip(expected_instances, actual_instances):
         assert torch.equal(a.pred_masks, e.pred_masks)
+
+
+def test_bitmask_targets_are_detectron2s_crops_made_in_chunks_of_a_fraction_of_its_memory():
+    generator = torch.Generator().manual_seed(2)
+    count, height, width = 2 * BITMASK_CROP_CHUNK + 5, 400, 480
+    proposals = Instances((height, width))
+    corner = torch.rand(count, 2, generator=generator) * 300
+    proposals.proposal_boxes = Boxes(torch.cat([corner, corner + 4 + torch.rand(count, 2, generator=generator) * 150], 1))
+    proposals.gt_classes = torch.randint(0, NUM_CLASSES, (count,), generator=generator)
+    proposals.gt_masks = BitMasks(torch.rand(count, height, width, generator=generator) > 0.5)
+    boxes = proposals.proposal_boxes.tensor
+    expected = proposals.gt_masks.crop_and_resize(boxes, 28)
+    assert torch.equal(mask_targets([proposals], 28, torch.device("cpu"))[1], expected)
+
+    one_float_mask_MiB = height * width * 4 / 2**20
+    detectron2_MiB = peak_memory_MiB("cpu", lambda: None, lambda: proposals.gt_masks.crop_and_resize(boxes, 28))
+    ours_MiB = peak_memory_MiB("cpu", lambda: None, lambda: mask_targets([proposals], 28, torch.device("cpu")))
+    assert detectron2_MiB >= count * one_float_mask_MiB  # every proposal's mask as float32 at once
+    assert ours_MiB < (BITMASK_CROP_CHUNK + 1) * one_float_mask_MiB
 
 
 def test_softmax_loss_by_hand():

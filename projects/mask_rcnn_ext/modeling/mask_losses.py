@@ -10,16 +10,22 @@
   segmentation: the target is the ground-truth class inside the object's mask and background
   outside. Masks of different classes compete.
 
-Inference reads the predicted class's mask as a soft score `(R, 1, M, M)`, which detectron2
-pastes into the image and binarizes at 0.5: the sigmoid of the class's logit, or for the softmax
+Inference reads the predicted class's mask as a soft score `(R, 1, M, M)`, which is pasted into
+the image and binarized at 0.5 (`mask_pasting.py`): the sigmoid of the class's logit, or for the softmax
 the class against its strongest rival, above 0.5 where the class wins the pixel's argmax.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
 import torch
-from detectron2.structures import Instances
+from detectron2.structures import BitMasks, Instances
 from torch.nn import functional as F
+
+# Proposals whose ground-truth bitmasks are cropped at once. detectron2's BitMasks.crop_and_resize
+# makes a float32 copy of every proposal's full-image mask: for 256 foreground proposals at
+# 800x1333 that is 1.1 GB at once, the peak of a whole R50-FPN training step. In chunks, the copy
+# is that of 16; each proposal's crop is computed alone, so the result is the same bit for bit.
+BITMASK_CROP_CHUNK = 16
 
 
 def mask_targets(instances: List[Instances], mask_side: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -41,11 +47,20 @@ def mask_targets(instances: List[Instances], mask_side: int, device: torch.devic
         if len(per_image) == 0:
             continue
         gt_classes.append(per_image.gt_classes.to(dtype=torch.int64))
-        gt_masks.append(per_image.gt_masks.crop_and_resize(per_image.proposal_boxes.tensor, mask_side).to(device=device))
+        gt_masks.append(_cropped_gt_masks(per_image.gt_masks, per_image.proposal_boxes.tensor, mask_side).to(device=device))
     if not gt_masks:
         return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, mask_side, mask_side, dtype=torch.bool, device=device)
     gt_masks = torch.cat(gt_masks)
     return torch.cat(gt_classes).to(device=device), gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
+
+
+def _cropped_gt_masks(gt_masks, boxes: torch.Tensor, mask_side: int) -> torch.Tensor:
+    """gt_masks (R, H, W) BitMasks or PolygonMasks, boxes (R, 4) -> (R, M, M): detectron2's
+    `crop_and_resize`, on bitmasks in chunks of BITMASK_CROP_CHUNK proposals."""
+    if not isinstance(gt_masks, BitMasks):
+        return gt_masks.crop_and_resize(boxes, mask_side)
+    chunks = range(0, len(boxes), BITMASK_CROP_CHUNK)
+    return torch.cat([gt_masks[i : i + BITMASK_CROP_CHUNK].crop_and_resize(boxes[i : i + BITMASK_CROP_CHUNK], mask_side) for i in chunks])
 
 
 def _class_channels(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
