@@ -44,6 +44,7 @@ from detectron2 import model_zoo
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 from torchvision.models.detection import MaskRCNN
@@ -312,7 +313,9 @@ def measure_group(spec: "GroupSpec", contenders: List[Contender]) -> Dict[str, D
 
 
 def first_inputs(cfg: CfgNode, count: int):
-    """The first `count` training batches and test images of `cfg`'s datasets, through its mappers."""
+    """The first `count` training batches and test images of `cfg`'s datasets, through its mappers;
+    the same batches in every run of a given cfg.SEED."""
+    seed_all_rng(cfg.SEED)  # detectron2's training sampler draws its own seed from numpy's RNG
     train_batches = list(itertools.islice(build_detection_train_loader(cfg), count))
     test_loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
     return train_batches, [batch[0] for batch in itertools.islice(test_loader, count)]

@@ -1,6 +1,7 @@
 """AnyPoolerROIHeads / AnyPoolerRes5ROIHeads: with detectron2's settings they are detectron2's
 StandardROIHeads / Res5ROIHeads (same modules, losses, gradients and detections); with ours they
-use the pooler and res5 they are asked for."""
+use the pooler and res5 they are asked for; sampled proposals share their ground-truth bitmasks
+instead of copying one per proposal."""
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -12,6 +13,7 @@ from detectron2.utils.events import EventStorage
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
+from mask_rcnn_ext.modeling.proposal_masks import ProposalBitMasks
 
 IMAGE_SIZE = (96, 128)
 FPN_SHAPES = {f"p{i}": ShapeSpec(channels=32, stride=2**i) for i in range(2, 6)}
@@ -174,3 +176,38 @@ def test_res5_heads_refuse_what_they_cannot_build_without_config_checks(key, val
     cfg.merge_from_list([key, value])
     with pytest.raises(ValueError, match=message):
         build_roi_heads(cfg, {"res3": ShapeSpec(channels=512, stride=8), **RES4_SHAPE})
+
+
+@pytest.mark.parametrize("item", [3, -1, slice(2, 7), "bool", "indices"])
+def test_proposal_bitmasks_index_as_bitmasks_do(item):
+    generator = torch.Generator().manual_seed(0)
+    image_masks = torch.rand(5, 12, 16, generator=generator) > 0.5
+    proposal_indices = torch.tensor([4, 0, 0, 2, 3, 1, 4, 2])
+    expected, ours = BitMasks(image_masks[proposal_indices]), ProposalBitMasks(image_masks, proposal_indices)
+    if item == "bool":
+        item = torch.arange(8) % 3 == 0
+    elif item == "indices":
+        item = torch.tensor([7, 1, 1, 5])
+    assert len(ours) == 8 and torch.equal(ours.tensor, expected.tensor)
+    assert isinstance(ours[item], ProposalBitMasks)
+    assert torch.equal(ours[item].tensor, expected[item].tensor)
+    assert torch.equal(BitMasks.cat([ours[item], ours]).tensor, BitMasks.cat([expected[item], expected]).tensor)
+    boxes = torch.tensor([[1.0, 2.0, 9.0, 11.0]]).repeat(8, 1)
+    assert torch.equal(ours.crop_and_resize(boxes, 7), expected.crop_and_resize(boxes, 7))
+
+
+def test_sampled_proposals_share_the_images_masks_and_hold_detectron2s():
+    """What detectron2's sampling gives each proposal, without a copy per proposal; the targets
+    passed in keep their own BitMasks."""
+    sampled = {}
+    for name in ("StandardROIHeads", "AnyPoolerROIHeads"):
+        heads = build_roi_heads(fpn_cfg(name), FPN_SHAPES)
+        proposals, targets = proposals_and_targets()
+        torch.manual_seed(1)
+        with EventStorage():  # the sampling logs its foreground fraction
+            sampled[name] = heads.label_and_sample_proposals(proposals, targets)
+        assert all(type(t.gt_masks) is BitMasks for t in targets)
+    for expected, ours, image_targets in zip(sampled["StandardROIHeads"], sampled["AnyPoolerROIHeads"], targets):
+        assert isinstance(ours.gt_masks, ProposalBitMasks) and len(ours) == len(expected) == 16
+        assert ours.gt_masks.image_masks.data_ptr() == image_targets.gt_masks.tensor.data_ptr()
+        assert torch.equal(ours.gt_masks.tensor, expected.gt_masks.tensor)

@@ -42,10 +42,10 @@ def test_peers_do_the_same_work(quick_report):
         assert row["train_peak_MiB"] > 0 and row["infer_peak_MiB"] > 0, name
     assert set(peers["ratios"]) == {"ours_d2_recipe/detectron2", "ours_paper/torchvision"}
     assert peers["ratios"]["ours_d2_recipe/detectron2"]["params_M"] == 1.0
-    # Our components allocate what detectron2's do: the tensors' peaks differ by a few small
-    # tensors (a few KiB of 409 MiB at these sizes), never by an activation.
-    for key in ("train_peak_MiB", "infer_peak_MiB"):
-        assert abs(peers["ratios"]["ours_d2_recipe/detectron2"][key] - 1) < 1e-3, key
+    # Our components allocate no more than detectron2's: the same at inference, and in training
+    # less where sampled proposals would copy their ground-truth bitmasks (proposal_masks.py).
+    assert abs(peers["ratios"]["ours_d2_recipe/detectron2"]["infer_peak_MiB"] - 1) < 1e-3
+    assert peers["ratios"]["ours_d2_recipe/detectron2"]["train_peak_MiB"] < 1 + 1e-3
 
 
 def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
@@ -58,8 +58,8 @@ def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     # Our heads are detectron2's layers (the same parameters); the narrow backbone is the point of
     # the synthetic config: a third of the stock R18-FPN model.
     assert ratios["ours/detectron2_heads"]["params_M"] == 1.0
-    for key in ("train_peak_MiB", "infer_peak_MiB"):
-        assert abs(ratios["ours/detectron2_heads"][key] - 1) < 1e-3, key
+    assert abs(ratios["ours/detectron2_heads"]["infer_peak_MiB"] - 1) < 1e-3
+    assert ratios["ours/detectron2_heads"]["train_peak_MiB"] < 1 + 1e-3
     assert 0.25 < ratios["ours/detectron2_backbone"]["params_M"] < 0.4
 
 

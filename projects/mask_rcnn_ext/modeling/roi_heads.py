@@ -4,7 +4,8 @@
 keypoint heads) and `AnyPoolerRes5ROIHeads` its Res5ROIHeads (C4 models); each head's
 POOLER_TYPE may name any op of `ROI_FEATURE_OP_REGISTRY` (RoIPool, RoIWarp, RoIAlign with max or
 average bins, ...). With detectron2's pooler types they build the same modules as detectron2's
-classes, so they compute the same thing.
+classes, so they compute the same thing. Both keep sampled proposals' ground-truth bitmasks
+without a copy per proposal (`proposal_masks.py`).
 """
 from typing import List
 
@@ -21,10 +22,11 @@ from detectron2.modeling.roi_heads import (
 
 from .backbone import build_res5_stage
 from .poolers import build_roi_pooler
+from .proposal_masks import ProposalMasksSampling
 
 
 @ROI_HEADS_REGISTRY.register()
-class AnyPoolerROIHeads(StandardROIHeads):
+class AnyPoolerROIHeads(ProposalMasksSampling, StandardROIHeads):
     """StandardROIHeads whose box, mask and keypoint poolers may be any registered RoI feature op."""
 
     @classmethod
@@ -55,7 +57,7 @@ class AnyPoolerROIHeads(StandardROIHeads):
 
 
 @ROI_HEADS_REGISTRY.register()
-class AnyPoolerRes5ROIHeads(Res5ROIHeads):
+class AnyPoolerRes5ROIHeads(ProposalMasksSampling, Res5ROIHeads):
     """Res5ROIHeads (C4: one pooler, res5 per RoI shared by the box and mask heads) whose pooler may
     be any registered RoI feature op, whose res5 may be a narrow basic-block one, and whose res5
     stride is `MASK_RCNN_EXT.RES5_HEAD.STRIDE`: 2 as detectron2 (pool 14x14), 1 as the paper's
