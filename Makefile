@@ -49,7 +49,7 @@ test: setup
 
 # Speed and memory of our R50-FPN Mask R-CNN against detectron2's stock model and torchvision's, and of the
 # synthetic config against detectron2's stock heads and R18-FPN backbone (tools/benchmark.py --help), then of
-# every mask head and RoI feature op against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help),
+# every mask head, RoI feature op and test read-out against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help),
 # then of Cityscapes evaluation and loading against the official pipeline (tools/benchmark_cityscapes.py --help).
 # On a GPU: make bench BENCH_ARGS="--device cuda" HEADS_BENCH_ARGS="--device cuda".
 bench: setup

@@ -262,7 +262,7 @@ def timed(step: Callable[[Any], None], x, device: str) -> float:
 def peak_memory(runner: Runner, device: str, seed: int) -> Tuple[float, float]:
     """(training, inference) peak MiB of one training step and one inference, each after another.
     Each starts from torch's RNG seeded with `seed`: a training step's memory follows the RoIs it
-    samples at random (one R50 step measured 392 to 428 MiB unseeded), and seeded, every model and
+    samples at random (one R50 step at 256-427 measured 392 to 428 MiB unseeded); seeded, every model and
     run draws alike."""
 
     def seeded(step: Callable[[Any], None], x) -> Callable[[], None]:
