@@ -36,9 +36,10 @@ def test_flat_heatmaps_equal_detectron2_first_pixel_wins():
     assert torch.equal(actual[0, :, :2], torch.tensor([[10.5, 20.5]] * 4))  # pixel (0, 0)'s centre
 
 
-def test_no_rois_give_an_empty_result():
-    actual = decode_keypoint_heatmaps(torch.zeros(0, 17, 56, 56), torch.zeros(0, 4))
-    assert actual.shape == (0, 17, 4)
+def test_no_rois_give_detectron2s_empty_result():
+    logits, boxes = torch.zeros(0, 17, 56, 56), torch.zeros(0, 4)
+    actual = decode_keypoint_heatmaps(logits, boxes)
+    assert actual.shape == (0, 17, 4) and torch.equal(actual, heatmaps_to_keypoints(logits, boxes))
 
 
 def test_result_is_detached_from_the_graph():

@@ -3,8 +3,8 @@
 detectron2's `ROIHeads.label_and_sample_proposals` gives each sampled proposal (512 an image) the
 fields of its matched ground truth by indexing them; for BitMasks that copies one full-image mask
 per proposal. In `tools/benchmark.py`'s R50 batch (two 800x880-933 images, 8 objects) that is
-708 MiB of bool copies of 8 masks, live through the box and mask heads: a third of the training
-step's peak, and the reason torchvision (which indexes per image) trained in less memory.
+708 MiB of bool copies of 8 masks, live through the box and mask heads, when the training step
+peaked at 1838 MiB; it is why torchvision (which indexes per image) trained in less memory.
 
 `ProposalBitMasks` is a BitMasks that keeps the image's G masks once and each proposal's index
 into them: indexing composes the indices, and `tensor` gathers the selected masks only when read.
