@@ -1,4 +1,5 @@
-# make setup | demo | test | bench | ablate — see README.md. Every target sets up first if needed.
+# make setup | demo | test | test-fast | lint | format | bench | ablate | lock — see README.md.
+# Every target but lock sets up first if needed.
 PYTHON_BASE ?= python3
 VENV ?= .venv
 # e.g. VENV_FLAGS=--system-site-packages to reuse a torch/detectron2 installed outside the venv
@@ -19,13 +20,13 @@ STAMP := $(VENV)/.mask_rcnn_ext-setup
 # Where `make lock` keeps pip-tools, apart from the project's venv.
 LOCK_TOOLS := .cache/lock-tools
 
-.PHONY: setup demo test bench ablate lock clean
+.PHONY: setup demo test test-fast lint format bench ablate lock clean
 
 setup: $(STAMP)
 
 # The stamp makes a second `make setup` a no-op; it is redone when its inputs change. It records
 # how the packages were installed (locked or unlocked); tests/test_packaging.py reads it.
-$(STAMP): requirements.txt $(LOCK) pyproject.toml tools/install_detectron2.py
+$(STAMP): requirements.txt $(LOCK) pyproject.toml dev/install_detectron2.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV_FLAGS) $(VENV)
 ifeq ($(UNLOCKED),)
 	$(PY) -m pip install --require-hashes -r $(LOCK)
@@ -35,31 +36,43 @@ else
 		|| $(PY) -m pip install $(TORCH_PINS)
 	$(PY) -m pip install --quiet -r requirements.txt
 endif
-	DETECTRON2_SOURCE="$(DETECTRON2_SOURCE)" $(PY) tools/install_detectron2.py
+	DETECTRON2_SOURCE="$(DETECTRON2_SOURCE)" $(PY) dev/install_detectron2.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import mask_rcnn_ext"
 	@echo $(if $(UNLOCKED),unlocked,locked) > $@
 	@echo "set-up done: $(VENV)"
 
 demo: setup
-	$(PY) tools/run_demo.py
+	$(PY) tools/quickstart.py
 
+# The whole suite, with its 20 slowest tests listed (CI runs `make lint test`).
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=20
 
-# Speed and memory of our R50-FPN Mask R-CNN against detectron2's stock model and torchvision's, and of the
-# synthetic config against detectron2's stock heads and R18-FPN backbone (tools/benchmark.py --help), then of
-# every mask head, RoI feature op and test read-out against detectron2's at R-50-FPN sizes (tools/benchmark_heads.py --help),
-# then of Cityscapes evaluation and loading against the official pipeline (tools/benchmark_cityscapes.py --help).
-# On a GPU: make bench BENCH_ARGS="--device cuda" HEADS_BENCH_ARGS="--device cuda".
+# The edit loop: every test but those that train or run a long tool (marked `slow`).
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
+
+# ruff's formatter and linter, configured in pyproject.toml; `make format` applies both.
+lint: setup
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+# Speed and memory beside detectron2, torchvision and the official Cityscapes tools, each in one process
+# (docs/performance.md; `python -m benchmarks.NAME --help`). On a GPU:
+# make bench BENCH_ARGS="--device cuda" HEADS_BENCH_ARGS="--device cuda".
 bench: setup
-	$(PY) tools/benchmark.py $(BENCH_ARGS)
-	$(PY) tools/benchmark_heads.py $(HEADS_BENCH_ARGS)
-	$(PY) tools/benchmark_cityscapes.py $(CITYSCAPES_BENCH_ARGS)
+	$(PY) -m benchmarks.peers $(BENCH_ARGS)
+	$(PY) -m benchmarks.heads $(HEADS_BENCH_ARGS)
+	$(PY) -m benchmarks.cityscapes $(CITYSCAPES_BENCH_ARGS)
 
-# The CPU-scale Table 2 (tools/ablate.py --help; about an hour on 2 cores, ABLATE_ARGS=--quick for minutes).
+# The CPU-scale Table 2 (docs/mask_branch.md; about an hour on 2 cores, ABLATE_ARGS=--quick for minutes).
 ablate: setup
-	$(PY) tools/ablate.py $(ABLATE_ARGS)
+	$(PY) -m experiments.table2_cpu.ablate $(ABLATE_ARGS)
 
 # Remake $(LOCK) from requirements.txt and the pins above, with pip-tools in a venv of its own
 # (about 4 minutes: it hashes every file of each pinned release). Commit the result.

@@ -1,24 +1,40 @@
 """Shared fixtures. Tests run on CPU, seeded; the slow ones share one training run."""
+import functools
+import importlib.util
 import os
+import subprocess
 import sys
 
+import pytest
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every test, in this process or in a tool's subprocess, reads the synthetic datasets from one folder,
+# generated on first use and reused by later runs (regenerated when the generator changes). Set
+# before mask_rcnn_ext registers its datasets under $DETECTRON2_DATASETS, at import.
+DATASETS_DIR = os.path.join(REPO_ROOT, ".cache", "test-datasets")
+os.environ["DETECTRON2_DATASETS"] = DATASETS_DIR
+
+from mask_rcnn_ext import get_config_file  # noqa: E402
+from mask_rcnn_ext.config_files import DEMO_CONFIG  # noqa: E402
+
 TOOLS_DIR = os.path.join(REPO_ROOT, "tools")
 CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
-SYNTHETIC_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "mask_keypoint_rcnn_R18_GN_FPN.yaml")
-
-if TOOLS_DIR not in sys.path:  # the tools are scripts, imported by the tests that exercise them
-    sys.path.insert(0, TOOLS_DIR)
+SYNTHETIC_CONFIG = get_config_file(DEMO_CONFIG)
 
 
-import subprocess  # noqa: E402  (fixtures below run the tools as users do, in subprocesses)
-
-import pytest  # noqa: E402
+@functools.lru_cache(maxsize=None)
+def import_tool(name: str):
+    """tools/<name>.py as a module, for tests that call its functions or `main(argv)` in-process.
+    The tools are scripts, not a package (detectron2 installs a top-level package named `tools`)."""
+    spec = importlib.util.spec_from_file_location(f"_tools_{name}", os.path.join(TOOLS_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exit_codes=(0,)) -> int:
-    """Run tools/<script> with `args` and return its exit code; its output goes to `log_path`,
-    shown if the exit code is not one of `expected_exit_codes`."""
+    """Run tools/<script> in a subprocess, as users do, with `args` and return its exit code; its
+    output goes to `log_path`, shown if the exit code is not one of `expected_exit_codes`."""
     env = dict(os.environ, **env_overrides)
     with open(log_path, "w") as log:
         result = subprocess.run(
@@ -32,9 +48,9 @@ def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exi
 
 
 @pytest.fixture(scope="session")
-def datasets_env(tmp_path_factory) -> dict:
-    """Environment for tools run by tests: the synthetic splits generated once, in a temp folder."""
-    return {"DETECTRON2_DATASETS": str(tmp_path_factory.mktemp("datasets"))}
+def datasets_env() -> dict:
+    """Environment for tools run by tests: the synthetic datasets' folder."""
+    return {"DETECTRON2_DATASETS": DATASETS_DIR}
 
 
 @pytest.fixture(scope="session")

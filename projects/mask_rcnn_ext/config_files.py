@@ -7,6 +7,9 @@ import importlib.resources
 from pathlib import Path
 from typing import List
 
+# The model `make demo` trains on the built-in synthetic data: masks and keypoints on 2 CPU cores.
+DEMO_CONFIG = "Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml"
+
 
 def config_root() -> Path:
     """The directory holding the shipped configs (e.g. `COCO-InstanceSegmentation/...`)."""

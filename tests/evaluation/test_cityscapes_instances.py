@@ -17,9 +17,9 @@ from mask_rcnn_ext.data.cityscapes_labels import THING_CLASSES, name2label
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator, average_precisions, average_results, match_image
 
-from benchmark_cityscapes import model_output, simulated_predictions
-from conftest import TOOLS_DIR
-from official_cityscapes_eval import evaluate_official, write_predictions
+from benchmarks.cityscapes import model_output, simulated_predictions
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
+from conftest import REPO_ROOT
 
 PERSON, RIDER, CAR, TRUCK, BUS, CARAVAN, BICYCLE = (
     name2label[n].id for n in ("person", "rider", "car", "truck", "bus", "caravan", "bicycle")
@@ -226,7 +226,7 @@ from detectron2.data import MetadataCatalog
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 sys.path.insert(0, {tools!r})
-from benchmark_cityscapes import model_output, simulated_predictions
+from benchmarks.cityscapes import model_output, simulated_predictions
 
 def worker(rank, tree, out):
     dist.init_process_group("gloo", init_method="file://" + out + ".init", rank=rank, world_size=2)
@@ -253,9 +253,9 @@ if __name__ == "__main__":
 def test_two_processes_give_the_single_process_results(tmp_path, synthetic_tree, registered_tree):
     out = str(tmp_path / "results.json")
     script = tmp_path / "distributed.py"
-    script.write_text(DISTRIBUTED_SCRIPT.format(tools=TOOLS_DIR, image_dir=synthetic_tree.image_dir,
+    script.write_text(DISTRIBUTED_SCRIPT.format(image_dir=synthetic_tree.image_dir,
                                                 gt_dir=synthetic_tree.gt_dir, out=out))
-    subprocess.run([sys.executable, str(script)], check=True, timeout=300)
+    subprocess.run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=REPO_ROOT), check=True, timeout=300)
     evaluator = CityscapesInstanceEvaluator(registered_tree, distributed=False)
     for i, image_file in enumerate(synthetic_tree.image_files()):
         masks, labels, scores = simulated_predictions(synthetic_tree.instance_ids(image_file), np.random.default_rng(i))

@@ -17,7 +17,7 @@ from mask_rcnn_ext.modeling.mask_losses import (
     BITMASK_CROP_CHUNK, mask_targets, sigmoid_mask_loss, softmax_mask_loss, softmax_mask_probabilities,
 )
 
-from benchmark import peak_memory_MiB
+from benchmarks.peers import peak_memory_MiB
 
 NUM_CLASSES = 5
 POOLED = ShapeSpec(channels=8, height=14, width=14)

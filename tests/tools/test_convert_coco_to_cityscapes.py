@@ -10,9 +10,13 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-from conftest import CONFIGS_DIR
-from convert_coco_to_cityscapes import CITYSCAPES_FROM_COCO, convert_state_dict, main
 from mask_rcnn_ext import build_config
+
+from conftest import CONFIGS_DIR, import_tool
+
+CITYSCAPES_FROM_COCO, convert_state_dict, main = (
+    getattr(import_tool("convert_coco_to_cityscapes"), name) for name in ("CITYSCAPES_FROM_COCO", "convert_state_dict", "main")
+)
 
 CONFIG = os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN.yaml")
 CLASS_AGNOSTIC = ("MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "True", "MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK", "True")

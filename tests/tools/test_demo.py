@@ -87,12 +87,12 @@ def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):
     assert not pixel_between("head", "left_fin").any()  # not a skeleton edge: background
 
 
-def test_run_demo_on_a_finished_run_reevaluates_and_writes_every_output(trained_run, datasets_env, tmp_path):
+def test_quickstart_on_a_finished_run_reevaluates_and_writes_every_output(trained_run, datasets_env, tmp_path):
     """`make demo` a second time: resumes the finished training (no step), evaluates, draws, and
     writes the AP summary, curves and keypoint diagnostics beside each other."""
     output = tmp_path / "demo"
     shutil.copytree(trained_run, output / "train")
-    run_tool("run_demo.py", ["--output-dir", output, "--num-vis", "2"], datasets_env, tmp_path / "stdout.log")
+    run_tool("quickstart.py", ["--output-dir", output, "--num-vis", "2"], datasets_env, tmp_path / "stdout.log")
     log = (tmp_path / "stdout.log").read_text()
     assert "keypoints: AP" in log and "keypoints: mean error" in log
 

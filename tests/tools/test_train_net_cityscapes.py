@@ -16,7 +16,7 @@ from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 
 from conftest import CONFIGS_DIR, run_tool
-from official_cityscapes_eval import evaluate_official, write_predictions
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN.yaml")
 

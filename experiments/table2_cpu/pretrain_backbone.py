@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Pretrain a config's narrow ResNet on the synthetic data, as ImageNet pretrains the paper's.
 
-    tools/pretrain_backbone.py --config-file CFG --output backbone.pkl [--epochs 12]
+    python -m experiments.table2_cpu.pretrain_backbone --config-file CFG --output backbone.pkl [--epochs 12]
 
 The paper's models start from an ImageNet classifier; no such weights can be fetched here, and
 from scratch a short CPU schedule learns too little to rank model variants. So the ResNet of
 CFG (MODEL.RESNETS, res2-res5) learns to classify the instances of CFG's first training set,
 cropped from their images (box plus a margin, resized to a square), with a linear classifier on
 its pooled res5. Classification involves no RoI op and no mask head, so it favours none of the
-variants tools/ablate.py compares. The weights are written as detectron2 reads ImageNet `.pkl`
+variants ablate.py compares. The weights are written as detectron2 reads ImageNet `.pkl`
 files: ResNet parameter names (`stem.conv1.weight`, `res5.1.conv2.norm.bias`, ...) matched by
 suffix into any model that holds that ResNet (FPN bottom-up, plain backbone, or a C4 model's
 res5 ROI head). Prints the classification accuracy on CFG's first test set.
@@ -132,7 +132,7 @@ def pretrain_backbone(config_file: str, output_pkl: str, *, epochs: int, crop_si
     weights = {name: value.detach().numpy() for name, value in resnet.state_dict().items()}
     partial = f"{output_pkl}.tmp{os.getpid()}"  # an interrupted write never leaves a torn file
     with open(partial, "wb") as f:
-        pickle.dump({"model": weights, "__author__": "mask_rcnn_ext tools/pretrain_backbone.py",
+        pickle.dump({"model": weights, "__author__": "mask_rcnn_ext experiments/table2_cpu/pretrain_backbone.py",
                      "matching_heuristics": True}, f)
     os.replace(partial, output_pkl)
     return {
@@ -143,14 +143,14 @@ def pretrain_backbone(config_file: str, output_pkl: str, *, epochs: int, crop_si
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--output", required=True, help="the .pkl to write")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--crop-size", type=int, default=64)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     stats = pretrain_backbone(args.config_file, args.output, epochs=args.epochs, crop_size=args.crop_size, opts=args.opts)
     print(f"wrote {args.output}: crop classification accuracy {stats['train_accuracy']:.3f} (train), "
           f"{stats['test_accuracy']:.3f} (test), {stats['num_train_crops']} train crops, {stats['seconds']:.0f} s")

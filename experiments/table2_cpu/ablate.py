@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """A CPU-scale Table 2 of the paper: its mask-branch ablations trained on the synthetic data.
 
-    tools/ablate.py [--seeds 2] [--jobs 2] [--output-dir output/ablation]
-    tools/ablate.py --quick        # every run for a few iterations: checks the pipeline (CI)
+    python -m experiments.table2_cpu.ablate [--seeds 2] [--jobs 2] [--output-dir output/ablation]
+    python -m experiments.table2_cpu.ablate --quick   # every run for a few iterations: checks the pipeline (CI)
 
 Steps:
   1. Pretrain the ablation models' narrow ResNet-18 once, as ImageNet pretrains the paper's
-     backbones (tools/pretrain_backbone.py), to OUTPUT/backbone.pkl; reused while it exists
+     backbones (pretrain_backbone.py beside this file), to OUTPUT/backbone.pkl; reused while it exists
      with the same number of epochs.
   2. Train and evaluate each variant with each seed through tools/train_net.py under one small
      recipe (configs/Synthetic/Ablation/), `--jobs` runs at a time, each on cores / jobs
@@ -36,13 +36,14 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from install_detectron2 import sha256_of
-from mask_rcnn_ext import build_config
+from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.io_utils import write_json_atomically
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-ABLATION_CONFIGS = os.path.join(TOOLS, "..", "configs", "Synthetic", "Ablation")
+from .pretrain_backbone import pretrain_backbone
+
+TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "train_net.py")
+ABLATION_CONFIGS = os.path.dirname(get_config_file("Synthetic/Ablation/Base-Ablation.yaml"))
 FPN, C4, C5 = "mask_rcnn_R18_FPN.yaml", "mask_rcnn_R18_C4_fcn_head.yaml", "mask_rcnn_R18_C5.yaml"
 
 
@@ -133,15 +134,20 @@ PRETRAIN_EPOCHS, QUICK_PRETRAIN_EPOCHS = 16, 1
 
 def run_command(run: str, seed: int, output_dir: str, weights: str, extra_opts: Sequence[str]) -> List[str]:
     config, opts = RUNS[run]
-    return [sys.executable, os.path.join(TOOLS, "train_net.py"), "--config-file", os.path.join(ABLATION_CONFIGS, config),
+    return [sys.executable, TRAIN_NET, "--config-file", os.path.join(ABLATION_CONFIGS, config),
             *opts, "SEED", str(seed), "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir, *extra_opts]  # fmt: skip
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def run_fingerprint(command: List[str]) -> str:
     """What a run's result depends on: its whole resolved config and the weights it starts from."""
     config_file, opts = command[command.index("--config-file") + 1], command[command.index("--config-file") + 2 :]
     cfg = build_config(config_file, opts)
-    return hashlib.sha256((cfg.dump() + sha256_of(cfg.MODEL.WEIGHTS)).encode()).hexdigest()
+    return hashlib.sha256((cfg.dump() + file_sha256(cfg.MODEL.WEIGHTS)).encode()).hexdigest()
 
 
 def train_and_evaluate(command: List[str], output_dir: str, threads: int) -> dict:
@@ -183,8 +189,6 @@ def run_all(jobs: Dict[Tuple[str, int], Tuple[List[str], str]], num_parallel: in
 
 def pretrained_backbone(output_dir: str, weights_name: str, epochs: int) -> str:
     """The pretrained backbone in `output_dir`, pretrained now unless it exists with `epochs`."""
-    from pretrain_backbone import pretrain_backbone
-
     weights = os.path.join(output_dir, weights_name)
     record_file = weights + ".json"
     record = {"config": FPN, "epochs": epochs}
@@ -305,14 +309,14 @@ def bar_chart(summaries: Dict[str, dict], png_path: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, help="seeds per variant (default 2; 1 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, each on cores / jobs threads")
     parser.add_argument("--output-dir", help="default: the folder of the recipe's MODEL.WEIGHTS (output/ablation), "
                                              "with '_quick' appended for --quick")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a few iterations per run: checks the pipeline, not the numbers")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 2)
     if seeds < 1 or args.jobs < 1:
         parser.error(f"--seeds and --jobs must be >= 1 (got {seeds} and {args.jobs})")

@@ -2,7 +2,7 @@
 """Speed and memory of our models against detectron2's and torchvision's, side by side in one process
 (`make bench`).
 
-    tools/benchmark.py [--groups peers synthetic] [--iters 5] [--device cpu|cuda] [--output FILE.json] [--quick]
+    python -m benchmarks.peers [--groups peers synthetic] [--iters 5] [--device cpu|cuda] [--output FILE.json] [--quick]
 
 Two groups of models; within a group every model trains on the same batches and infers on the same
 images, with fresh (untrained) weights, and the ratios compare ours with each reference:
@@ -52,9 +52,9 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
 from mask_rcnn_ext import build_config, get_config_file
+from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.io_utils import write_json_atomically
 
-from run_demo import DEFAULT_CONFIG  # the demo's model is the synthetic group's `ours`
 
 REFERENCE_OPTS = {
     "detectron2_heads": [
@@ -378,7 +378,7 @@ class GroupSpec:
     seed: int
     min_size: int = 800  # peers: image sizes
     max_size: int = 1333
-    config_file: str = DEFAULT_CONFIG  # synthetic: the config and its overrides
+    config_file: str = get_config_file(DEMO_CONFIG)  # synthetic: the config and its overrides
     opts: Tuple[str, ...] = ()
 
 
@@ -404,10 +404,10 @@ def print_group(title: str, rows: Dict[str, Dict[str, float]], ratios: Dict[str,
         print(f"{name:<32}" + "".join(f"{ratio[k]:>21.3f}" if k in ratio else f"{'':>21}" for k in keys))
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", nargs="+", default=["peers", "synthetic"], choices=["peers", "synthetic"])
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG, help="the synthetic group's model")
+    parser.add_argument("--config-file", default=get_config_file(DEMO_CONFIG), help="the synthetic group's model")
     parser.add_argument("--iters", type=int, default=5, help="timed training iterations and test images per model")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
@@ -415,7 +415,7 @@ def main() -> None:
                         help="for CI: 1 timed step, peers at shorter side 256: checks, not figures")
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.iters = 1
     if args.iters < 1:

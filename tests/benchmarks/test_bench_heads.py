@@ -1,15 +1,17 @@
-"""tools/benchmark_heads.py times every pooler, head and test read-out beside detectron2's in one run."""
+"""benchmarks/heads.py times every pooler, head and test read-out beside detectron2's in one run."""
 import json
+
+import pytest
 
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
-from benchmark_heads import HEADS, OURS, REFERENCE, TORCHVISION
-from conftest import run_tool
+from benchmarks.heads import HEADS, OURS, REFERENCE, TORCHVISION, main
 
 
 def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     output = tmp_path / "heads.json"
-    run_tool("benchmark_heads.py", ["--iters", "1", "--pooler-rois", "16", "--head-rois", "8", "--test-rois", "4", "--image-size", "200", "304", "--output", output], {}, tmp_path / "log")
+    main(["--iters", "1", "--pooler-rois", "16", "--head-rois", "8", "--test-rois", "4", "--image-size", "200", "304",
+          "--output", str(output)])
     report = json.loads(output.read_text())
     assert set(report["poolers"]) == {REFERENCE, TORCHVISION} | {name for name, _ in ROI_FEATURE_OP_REGISTRY}
     assert set(report["heads"]) == set(HEADS) | {TORCHVISION}
@@ -27,7 +29,8 @@ def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     assert report["read_out_ratios"][REFERENCE] == {"keypoints_ms": 1.0, "masks_ms": 1.0}
 
 
-def test_bad_arguments_are_refused(tmp_path):
-    log = tmp_path / "log"
-    run_tool("benchmark_heads.py", ["--head-rois", "0"], {}, log, expected_exit_codes=(2,))
-    assert "--iters, --pooler-rois, --head-rois and --test-rois must be >= 1" in log.read_text()
+def test_bad_arguments_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--head-rois", "0"])
+    assert exit_info.value.code == 2
+    assert "--iters, --pooler-rois, --head-rois and --test-rois must be >= 1" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 """Time and memory of each mask head and RoI feature op against detectron2's stock ones, side by
 side in one process, at R-50-FPN sizes (`make bench`).
 
-    tools/benchmark_heads.py [--device cpu|cuda] [--iters 5] [--pooler-rois 512] [--head-rois 128]
+    python -m benchmarks.heads [--device cpu|cuda] [--iters 5] [--pooler-rois 512] [--head-rois 128]
                              [--test-rois 100] [--output FILE.json]
 
 Poolers pool 14x14 RoIs (2 samples per bin and axis) from the four FPN levels of an 800x1216
@@ -231,7 +231,7 @@ def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]
     return ratios
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--iters", type=int, default=5, help="timed rounds (after one warm-up)")
@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("H", "W"),
                         help="image whose FPN features the poolers read, and into which the read-out pastes masks")
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if min(args.iters, args.pooler_rois, args.head_rois, args.test_rois) < 1:
         parser.error("--iters, --pooler-rois, --head-rois and --test-rois must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -1,6 +1,6 @@
 """The official Cityscapes instance evaluation, run the way detectron2's CityscapesInstanceEvaluator
 runs it: one PNG per predicted mask and a text file per image, then cityscapesscripts'
-`evaluateImgLists`. The reference of tools/benchmark_cityscapes.py and of the tests; not used in training.
+`evaluateImgLists`. The reference of benchmarks/cityscapes.py and of the tests; not used in training.
 
 cityscapesscripts 2.3.0 does not run on NumPy 2.4 as shipped, in two places; `numpy_2_shims()`
 mends both for the duration of the call only, without changing a number:

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Cityscapes evaluation and loading speed, ours against the official pipeline, in one process.
 
-    tools/benchmark_cityscapes.py [--images 10] [--detections 100] [--height 1024 --width 2048]
+    python -m benchmarks.cityscapes [--images 10] [--detections 100] [--height 1024 --width 2048]
                                   [--quick] [--output FILE.json]
 
 Evaluation: a synthetic Cityscapes tree of `--images` images at the real size, each with
 `--detections` predicted masks made from its ground truth as a model errs (grown, shrunk, shifted,
 mislabelled, duplicated, on background), is scored twice:
   * official: what detectron2's CityscapesInstanceEvaluator does, a 0/255 PNG per mask and a text
-    file per image, then cityscapesscripts' `evaluateImgLists` (tools/official_cityscapes_eval.py);
+    file per image, then cityscapesscripts' `evaluateImgLists` (benchmarks/official_cityscapes.py);
   * ours: `CityscapesInstanceEvaluator.process` on the masks as tensors, then `evaluate`.
 Both must give the same AP to the last digit. Loading: the same tree's records parsed afresh
 (in parallel, as `load_cityscapes_instances` does without a cache) against read from its cache.
@@ -31,7 +31,7 @@ from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 from mask_rcnn_ext.io_utils import write_json_atomically
-from official_cityscapes_eval import evaluate_official, write_predictions
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
 
 IGNORED_INSTANCE_LABEL_IDS = (29, 30)  # caravan, trailer: a model of 8 classes never predicts them
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job (`make demo`): synthetic data -> train -> evaluate -> visualize -> plot.
 
-    tools/run_demo.py [--config-file CFG] [--output-dir output/demo] [KEY VALUE ...]
+    tools/quickstart.py [--config-file CFG] [--output-dir output/demo] [KEY VALUE ...]
 
 Trains CFG with tools/train_net.py (resuming from OUTPUT/train if an earlier run got part way,
 so a second run only re-evaluates), then writes:
@@ -24,7 +24,8 @@ import time
 
 from detectron2.data import DatasetCatalog
 
-from mask_rcnn_ext import build_config
+from mask_rcnn_ext import build_config, get_config_file
+from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.training_curves import plot_training_curves
 from mask_rcnn_ext.evaluation.keypoint_diagnostics import JSON_FILE as DIAGNOSTICS_JSON
@@ -32,7 +33,6 @@ from mask_rcnn_ext.evaluation.keypoint_diagnostics import PNG_FILE as DIAGNOSTIC
 from mask_rcnn_ext.io_utils import write_json_atomically
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CONFIG = os.path.join(TOOLS, "..", "configs", "Synthetic", "mask_keypoint_rcnn_R18_GN_FPN.yaml")
 REPORTED_TASKS = ("bbox", "segm", "keypoints")
 
 
@@ -43,7 +43,7 @@ def run(command):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG)
+    parser.add_argument("--config-file", default=get_config_file(DEMO_CONFIG))
     parser.add_argument("--output-dir", default="output/demo")
     parser.add_argument("--num-vis", type=int, default=6, help="val images to visualize")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")

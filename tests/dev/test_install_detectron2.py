@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import install_detectron2
+from dev import install_detectron2
 
 
 def test_detectron2_imports_without_the_plugin():

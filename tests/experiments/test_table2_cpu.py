@@ -1,17 +1,18 @@
-"""tools/ablate.py: the CPU-scale Table 2 pipeline end to end (--quick), and its verdicts."""
+"""experiments/table2_cpu/ablate.py: the CPU-scale Table 2 pipeline end to end (--quick), and its verdicts."""
 import json
 import os
 
 import pytest
 
-from ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, run_command, run_fingerprint
-from conftest import CONFIGS_DIR, run_tool
+from experiments.table2_cpu.ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, main, run_command, run_fingerprint
+
+from conftest import CONFIGS_DIR
 
 
 @pytest.fixture(scope="module")
-def quick_ablation(datasets_env, tmp_path_factory):
+def quick_ablation(tmp_path_factory):
     output = tmp_path_factory.mktemp("ablation")
-    run_tool("ablate.py", ["--quick", "--output-dir", output], datasets_env, output / "log")
+    main(["--quick", "--output-dir", str(output)])
     return output
 
 
@@ -35,15 +36,14 @@ def test_runs_start_from_the_pretrained_backbone(quick_ablation):
     assert "roi_heads.box_predictor" in not_loaded and "roi_heads.mask_head" in not_loaded  # heads start fresh
 
 
-def test_a_second_run_reuses_the_finished_runs(quick_ablation, datasets_env):
+def test_a_second_run_reuses_the_finished_runs(quick_ablation):
     before = json.loads((quick_ablation / "results.json").read_text())
-    run_tool("ablate.py", ["--quick", "--output-dir", quick_ablation], datasets_env, quick_ablation / "log2")
+    main(["--quick", "--output-dir", str(quick_ablation)])
     after = json.loads((quick_ablation / "results.json").read_text())
     assert after["summaries"] == before["summaries"] and after["run_seconds"] == before["run_seconds"]
 
 
-def test_results_are_reused_only_for_the_same_config_and_weights(quick_ablation, datasets_env, monkeypatch):
-    monkeypatch.setenv("DETECTRON2_DATASETS", datasets_env["DETECTRON2_DATASETS"])
+def test_results_are_reused_only_for_the_same_config_and_weights(quick_ablation):
     weights = str(quick_ablation / "backbone.pkl")
     command = run_command("c4_roipool", 0, "out", weights, ())
     assert run_fingerprint(command) == run_fingerprint(list(command))
