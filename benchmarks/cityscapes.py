@@ -14,11 +14,13 @@ Both must give the same AP to the last digit. Loading: the same tree's records p
 (in parallel, as `load_cityscapes_instances` does without a cache) against read from its cache.
 Figures are wall-clock seconds on this machine; `ours/official` below 1 is faster.
 """
+
 import argparse
 import os
 import tempfile
 import time
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -26,25 +28,28 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata, load_cityscapes_instances
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 from mask_rcnn_ext.io_utils import write_json_atomically
-from benchmarks.official_cityscapes import evaluate_official, write_predictions
 
 IGNORED_INSTANCE_LABEL_IDS = (29, 30)  # caravan, trailer: a model of 8 classes never predicts them
 
 
-def _box(shape: Tuple[int, int], y: int, x: int, h: int, w: int) -> np.ndarray:
+def _box(shape: tuple[int, int], y: int, x: int, h: int, w: int) -> np.ndarray:
     mask = np.zeros(shape, bool)
     mask[y : y + h, x : x + w] = True
     return mask
 
 
 def simulated_predictions(
-    instance_ids: np.ndarray, rng: np.random.Generator, count: Optional[int] = None, label_ids: Sequence[int] = THING_LABEL_IDS
-) -> Tuple[np.ndarray, List[int], np.ndarray]:
+    instance_ids: np.ndarray,
+    rng: np.random.Generator,
+    count: Optional[int] = None,
+    label_ids: Sequence[int] = THING_LABEL_IDS,
+) -> tuple[np.ndarray, list[int], np.ndarray]:
     """Predictions made from an instance image as a model errs: each region of a class in `label_ids`
     (and caravans, trailers and some stuff, as other classes) gives 1-2 masks, grown, shrunk, shifted
     or kept, 20% with a wrong class of `label_ids`; scores are float32, half of them rounded to one
@@ -151,17 +156,25 @@ def main(argv=None) -> dict:
         parser.error("--images, --detections, --height and --width must be >= 1")
 
     with tempfile.TemporaryDirectory() as work_dir:
-        spec = SyntheticCityscapesSpec("val", args.images, seed=0, cities=("frankfurt", "lindau", "munster"),
-                                       height=args.height, width=args.width)
+        spec = SyntheticCityscapesSpec(
+            "val", args.images, seed=0, cities=("frankfurt", "lindau", "munster"), height=args.height, width=args.width
+        )
         write_split(spec, work_dir)
         tree = CityscapesTree(os.path.join(work_dir, "leftImg8bit", "val"), os.path.join(work_dir, "gtFine", "val"))
         evaluation = benchmark_evaluation(tree, args.detections, work_dir)
         loading = benchmark_loading(tree, os.path.join(work_dir, "cache"))
 
-    identical = evaluation["ours_AP"] == evaluation["official_AP"] and evaluation["ours_AP50"] == evaluation["official_AP50"]
+    identical = (
+        evaluation["ours_AP"] == evaluation["official_AP"] and evaluation["ours_AP50"] == evaluation["official_AP50"]
+    )
     report = {
-        "setting": {"images": args.images, "detections": args.detections, "height": args.height, "width": args.width,
-                    "cpu_threads": torch.get_num_threads()},
+        "setting": {
+            "images": args.images,
+            "detections": args.detections,
+            "height": args.height,
+            "width": args.width,
+            "cpu_threads": torch.get_num_threads(),
+        },
         "evaluation": evaluation,
         "identical_AP": identical,
         "evaluation_speedup": evaluation["official_s"] / evaluation["ours_s"],
@@ -169,15 +182,23 @@ def main(argv=None) -> dict:
         "loading_speedup": loading["parse_s"] / loading["cached_s"],
     }
     print(f"Cityscapes evaluation, {args.images} images of {args.width}x{args.height}, {args.detections} masks each:")
-    print(f"  official (PNG per mask + evaluateImgLists): {evaluation['official_s']:.2f} s "
-          f"(writing {evaluation['official_write_s']:.2f} s, evaluating {evaluation['official_evaluate_s']:.2f} s)")
-    print(f"  ours (CityscapesInstanceEvaluator):         {evaluation['ours_s']:.3f} s "
-          f"(process {evaluation['ours_process_s']:.3f} s, evaluate {evaluation['ours_evaluate_s']:.3f} s)")
-    print(f"  AP official {evaluation['official_AP']!r} / ours {evaluation['ours_AP']!r}; "
-          f"AP50 official {evaluation['official_AP50']!r} / ours {evaluation['ours_AP50']!r}; identical: {identical}")
+    print(
+        f"  official (PNG per mask + evaluateImgLists): {evaluation['official_s']:.2f} s "
+        f"(writing {evaluation['official_write_s']:.2f} s, evaluating {evaluation['official_evaluate_s']:.2f} s)"
+    )
+    print(
+        f"  ours (CityscapesInstanceEvaluator):         {evaluation['ours_s']:.3f} s "
+        f"(process {evaluation['ours_process_s']:.3f} s, evaluate {evaluation['ours_evaluate_s']:.3f} s)"
+    )
+    print(
+        f"  AP official {evaluation['official_AP']!r} / ours {evaluation['ours_AP']!r}; "
+        f"AP50 official {evaluation['official_AP50']!r} / ours {evaluation['ours_AP50']!r}; identical: {identical}"
+    )
     print(f"  ours/official time {1 / report['evaluation_speedup']:.4f} ({report['evaluation_speedup']:.1f}x faster)")
-    print(f"Cityscapes records of the same tree: parsed {loading['parse_s']:.3f} s, from the cache "
-          f"{loading['cached_s']:.4f} s ({report['loading_speedup']:.0f}x faster)")
+    print(
+        f"Cityscapes records of the same tree: parsed {loading['parse_s']:.3f} s, from the cache "
+        f"{loading['cached_s']:.4f} s ({report['loading_speedup']:.0f}x faster)"
+    )
     if args.output:
         write_json_atomically(args.output, report)
     if not identical:

@@ -23,10 +23,11 @@ from (R, 17, 56, 56) heatmaps (`heatmaps_to_keypoints`; ours `decode_keypoint_he
 (R, 28, 28) masks pasted into the image (`paste_masks_in_image`; ours `paste_masks`), each after
 checking that ours returns the same tensor.
 """
+
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
 import torch
 from detectron2.config import get_cfg
@@ -82,7 +83,7 @@ def saved_for_backward_bytes(step: Callable[[], torch.Tensor]) -> int:
     return sum(storages.values())
 
 
-def median_ms(steps: Dict[str, Callable[[], object]], device: str, iters: int) -> Dict[str, float]:
+def median_ms(steps: dict[str, Callable[[], object]], device: str, iters: int) -> dict[str, float]:
     """Median milliseconds of each step, the steps called in turn for `iters` rounds after one warm-up."""
     times = {name: [] for name in steps}
     for round_index in range(iters + 1):
@@ -107,9 +108,13 @@ def training_memory_MiB(train_step: Callable[[], torch.Tensor], device: str) -> 
     return saved_for_backward_bytes(train_step) / 2**20
 
 
-def measure(cases: Dict[str, Tuple[Callable[[], torch.Tensor], Callable[[], object]]], device: str, iters: int) -> Dict[str, dict]:
+def measure(
+    cases: dict[str, tuple[Callable[[], torch.Tensor], Callable[[], object]]], device: str, iters: int
+) -> dict[str, dict]:
     """cases: name -> (training step returning a loss, test step). Rows of ms and MiB per name."""
-    train = median_ms({name: (lambda step=train: step().backward()) for name, (train, _) in cases.items()}, device, iters)
+    train = median_ms(
+        {name: (lambda step=train: step().backward()) for name, (train, _) in cases.items()}, device, iters
+    )
     with torch.no_grad():
         test = median_ms({name: test for name, (_, test) in cases.items()}, device, iters)
     memory_key = "peak_MiB" if device == "cuda" else "saved_MiB"
@@ -119,9 +124,11 @@ def measure(cases: Dict[str, Tuple[Callable[[], torch.Tensor], Callable[[], obje
     }
 
 
-def fpn_features(image_size, device: str, generator: torch.Generator) -> List[torch.Tensor]:
+def fpn_features(image_size, device: str, generator: torch.Generator) -> list[torch.Tensor]:
     return [
-        torch.randn(1, CHANNELS, int(image_size[0] * s), int(image_size[1] * s), generator=generator).to(device).requires_grad_(True)
+        torch.randn(1, CHANNELS, int(image_size[0] * s), int(image_size[1] * s), generator=generator)
+        .to(device)
+        .requires_grad_(True)
         for s in FPN_SCALES
     ]
 
@@ -134,7 +141,7 @@ def random_boxes(num: int, image_size, device: str, generator: torch.Generator) 
     return Boxes(torch.cat([corner, corner + side], dim=1).to(device))
 
 
-def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_rois: int) -> Dict[str, dict]:
+def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_rois: int) -> dict[str, dict]:
     generator = torch.Generator().manual_seed(0)
     features = fpn_features(image_size, device, generator)
     train_boxes = random_boxes(train_rois, image_size, device, generator)
@@ -156,7 +163,7 @@ def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_roi
     return measure(cases, device, iters)
 
 
-def mask_head_targets(num: int, device: str, generator: torch.Generator) -> List[Instances]:
+def mask_head_targets(num: int, device: str, generator: torch.Generator) -> list[Instances]:
     """Foreground proposals with ground truth. Only the loss reads them (it crops the masks to the
     boxes), so a small frame serves: cropping full 800x1216 masks would time mask I/O, not heads."""
     frame = (128, 128)
@@ -167,9 +174,11 @@ def mask_head_targets(num: int, device: str, generator: torch.Generator) -> List
     return [instances]
 
 
-def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> Dict[str, dict]:
+def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> dict[str, dict]:
     generator = torch.Generator().manual_seed(0)
-    train_features = torch.randn(train_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device).requires_grad_(True)
+    train_features = (
+        torch.randn(train_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device).requires_grad_(True)
+    )
     test_features = torch.randn(test_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device)
     targets = mask_head_targets(train_rois, device, generator)
     test_instances = Instances(IMAGE_SIZE)
@@ -178,24 +187,42 @@ def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> Dic
     for label, (name, opts) in HEADS.items():
         cfg = get_cfg()
         add_mask_rcnn_ext_config(cfg)
-        cfg.merge_from_list(["MODEL.ROI_MASK_HEAD.NAME", name, "MODEL.ROI_MASK_HEAD.NUM_CONV", "4",
-                             "MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES), *opts])  # fmt: skip
+        cfg.merge_from_list(
+            [
+                "MODEL.ROI_MASK_HEAD.NAME",
+                name,
+                "MODEL.ROI_MASK_HEAD.NUM_CONV",
+                "4",
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                str(NUM_CLASSES),
+                *opts,
+            ]
+        )
         head = build_mask_head(cfg, ShapeSpec(channels=CHANNELS, height=POOLED, width=POOLED)).to(device)
-        cases[label] = (lambda h=head: h.train()(train_features, targets)["loss_mask"],
-                        lambda h=head: h.eval()(test_features, [test_instances]))  # fmt: skip
+        cases[label] = (
+            lambda h=head: h.train()(train_features, targets)["loss_mask"],
+            lambda h=head: h.eval()(test_features, [test_instances]),
+        )
     # torchvision's Mask R-CNN mask head and loss on the same RoIs and ground truth
-    torchvision_head = nn.Sequential(MaskRCNNHeads(CHANNELS, [CHANNELS] * 4, 1), MaskRCNNPredictor(CHANNELS, CHANNELS, NUM_CLASSES)).to(device)
+    torchvision_head = nn.Sequential(
+        MaskRCNNHeads(CHANNELS, [CHANNELS] * 4, 1), MaskRCNNPredictor(CHANNELS, CHANNELS, NUM_CLASSES)
+    ).to(device)
     (gt,) = targets
     cases[TORCHVISION] = (
-        lambda: maskrcnn_loss(torchvision_head(train_features), [gt.proposal_boxes.tensor], [gt.gt_masks.tensor],
-                              [gt.gt_classes], [torch.arange(len(gt), device=device)]),
+        lambda: maskrcnn_loss(
+            torchvision_head(train_features),
+            [gt.proposal_boxes.tensor],
+            [gt.gt_masks.tensor],
+            [gt.gt_classes],
+            [torch.arange(len(gt), device=device)],
+        ),
         lambda: maskrcnn_inference(torchvision_head(test_features), [test_instances.pred_classes]),
-    )  # fmt: skip
+    )
     with EventStorage():  # the heads log training statistics
         return measure(cases, device, iters)
 
 
-def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> Dict[str, dict]:
+def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> dict[str, dict]:
     """Milliseconds to decode keypoints and to paste masks of `test_rois` detections, ours and
     detectron2's; raises if the outputs differ."""
     generator = torch.Generator().manual_seed(0)
@@ -204,8 +231,14 @@ def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> Dict[
     masks = torch.rand(test_rois, MASK_SIDE, MASK_SIDE, generator=generator).to(device)
     image_size = tuple(image_size)
     operations = {
-        "keypoints_ms": {REFERENCE: lambda: heatmaps_to_keypoints(heatmaps, boxes), OURS: lambda: decode_keypoint_heatmaps(heatmaps, boxes)},
-        "masks_ms": {REFERENCE: lambda: paste_masks_in_image(masks, boxes, image_size), OURS: lambda: paste_masks(masks, boxes, image_size)},
+        "keypoints_ms": {
+            REFERENCE: lambda: heatmaps_to_keypoints(heatmaps, boxes),
+            OURS: lambda: decode_keypoint_heatmaps(heatmaps, boxes),
+        },
+        "masks_ms": {
+            REFERENCE: lambda: paste_masks_in_image(masks, boxes, image_size),
+            OURS: lambda: paste_masks(masks, boxes, image_size),
+        },
     }
     for name, steps in operations.items():
         if not torch.equal(steps[OURS](), steps[REFERENCE]()):
@@ -214,7 +247,7 @@ def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> Dict[
     return {row: {name: times[name][row] for name in operations} for row in (REFERENCE, OURS)}
 
 
-def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
+def print_table(title: str, rows: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Print `rows` with their ratios to the reference row; returns the ratios (None where the
     reference holds under 1 MiB, which no ratio describes)."""
     keys = list(rows[REFERENCE])
@@ -224,7 +257,9 @@ def print_table(title: str, rows: Dict[str, dict]) -> Dict[str, Dict[str, float]
         for name, row in rows.items()
     }
     print(f"\n{title}")
-    print(f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>20}" for k in keys))
+    print(
+        f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>20}" for k in keys)
+    )
     for name, row in rows.items():
         cells = "".join("{:>20}".format("-" if r is None else f"{r:.3f}") for r in ratios[name].values())
         print(f"{name:<24}" + "".join(f"{row[k]:>12.2f}" for k in keys) + cells)
@@ -238,30 +273,55 @@ def main(argv=None) -> None:
     parser.add_argument("--pooler-rois", type=int, default=512, help="RoIs pooled per training step")
     parser.add_argument("--head-rois", type=int, default=128, help="foreground RoIs per mask head training step")
     parser.add_argument("--test-rois", type=int, default=100)
-    parser.add_argument("--image-size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("H", "W"),
-                        help="image whose FPN features the poolers read, and into which the read-out pastes masks")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=IMAGE_SIZE,
+        metavar=("H", "W"),
+        help="image whose FPN features the poolers read, and into which the read-out pastes masks",
+    )
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     args = parser.parse_args(argv)
     if min(args.iters, args.pooler_rois, args.head_rois, args.test_rois) < 1:
         parser.error("--iters, --pooler-rois, --head-rois and --test-rois must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
-    print(f"{args.device}: training (forward + backward) on {args.pooler_rois} RoIs (poolers, {args.image_size[0]}x"
-          f"{args.image_size[1]} image) and {args.head_rois} "
-          f"(heads), test on {args.test_rois}; {CHANNELS} channels; medians of {args.iters} rounds")
+    print(
+        f"{args.device}: training (forward + backward) on {args.pooler_rois} RoIs (poolers, {args.image_size[0]}x"
+        f"{args.image_size[1]} image) and {args.head_rois} "
+        f"(heads), test on {args.test_rois}; {CHANNELS} channels; medians of {args.iters} rounds"
+    )
     poolers = bench_poolers(args.image_size, args.device, args.iters, args.pooler_rois, args.test_rois)
-    pooler_ratios = print_table("RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers)
+    pooler_ratios = print_table(
+        "RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers
+    )
     heads = bench_heads(args.device, args.iters, args.head_rois, args.test_rois)
-    head_ratios = print_table("mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads)
+    head_ratios = print_table(
+        "mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads
+    )
     read_out = bench_read_out(args.image_size, args.device, args.iters, args.test_rois)
-    read_out_ratios = print_table(f"test read-out: {NUM_KEYPOINTS} keypoints from {HEATMAP_SIDE}x{HEATMAP_SIDE} heatmaps, "
-                                  f"{MASK_SIDE}x{MASK_SIDE} masks pasted into the image (same outputs)", read_out)
+    read_out_ratios = print_table(
+        f"test read-out: {NUM_KEYPOINTS} keypoints from {HEATMAP_SIDE}x{HEATMAP_SIDE} heatmaps, "
+        f"{MASK_SIDE}x{MASK_SIDE} masks pasted into the image (same outputs)",
+        read_out,
+    )
     if args.output:
-        write_json_atomically(args.output, {
-            "device": args.device, "pooler_rois": args.pooler_rois, "head_rois": args.head_rois, "test_rois": args.test_rois,
-            "poolers": poolers, "pooler_ratios": pooler_ratios, "heads": heads, "head_ratios": head_ratios,
-            "read_out": read_out, "read_out_ratios": read_out_ratios,
-        })  # fmt: skip
+        write_json_atomically(
+            args.output,
+            {
+                "device": args.device,
+                "pooler_rois": args.pooler_rois,
+                "head_rois": args.head_rois,
+                "test_rois": args.test_rois,
+                "poolers": poolers,
+                "pooler_ratios": pooler_ratios,
+                "heads": heads,
+                "head_ratios": head_ratios,
+                "read_out": read_out,
+                "read_out_ratios": read_out_ratios,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ mends both for the duration of the call only, without changing a number:
   * it writes `matches.json` with a JSON fallback that reads `o.__dict__`, and NumPy 2's
     `count_nonzero` returns numpy integers, which have none (they are written as Python ints here).
 """
+
 import contextlib
 import json
 import os
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -50,7 +51,7 @@ def write_predictions(pred_dir: str, image_file: str, masks: np.ndarray, label_i
             txt.write(f"{png} {int(label_id)} {float(score)!r}\n")  # repr: the score's exact value
 
 
-def evaluate_official(gt_files: List[str], pred_dir: str, work_dir: str) -> dict:
+def evaluate_official(gt_files: list[str], pred_dir: str, work_dir: str) -> dict:
     """The official result dict ("averages", "resultApMatrix", ...) for the instance images
     `gt_files` and the predictions in `pred_dir`. Its caches and `matches.json` go to `work_dir`."""
     import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as official

@@ -25,19 +25,20 @@ images, with fresh (untrained) weights, and the ratios compare ours with each re
 
 Inputs come from the synthetic dataset (its images resized to the group's sizes), 2 images per
 training iteration. The R50 models' frozen BatchNorm statistics are set from one test image
-(`calibrate_frozen_batchnorm`), as pretrained weights would have them. Reported per model: parameters (millions), median seconds per training iteration
-and per test image (timed in turns, model after model), detections per test image, and the peak
-memory of one training step and one inference above the level before it (MiB): torch's peak
-allocation, from its counters on CUDA and from the allocations and frees its profiler records on the
-CPU (`peak_memory_MiB`). Ratios below 1: ours is cheaper.
+(`calibrate_frozen_batchnorm`), as pretrained weights would have them. Reported per model: parameters
+(millions), median seconds per training iteration and per test image (timed in turns, model after
+model), detections per test image, and the peak memory of one training step and one inference
+above the level before it (MiB): torch's peak allocation, from its counters on CUDA and from the
+allocations and frees its profiler records on the CPU (`peak_memory_MiB`). Ratios below 1: ours is cheaper.
 """
+
 import argparse
 import dataclasses
 import itertools
 import os
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable
 
 import torch
 from detectron2 import model_zoo
@@ -55,19 +56,24 @@ from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.io_utils import write_json_atomically
 
-
 REFERENCE_OPTS = {
     "detectron2_heads": [
-        "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
-        "MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead",
-        "MODEL.ROI_KEYPOINT_HEAD.NAME", "KRCNNConvDeconvUpsampleHead",
+        "MODEL.ROI_HEADS.NAME",
+        "StandardROIHeads",
+        "MODEL.ROI_MASK_HEAD.NAME",
+        "MaskRCNNConvUpsampleHead",
+        "MODEL.ROI_KEYPOINT_HEAD.NAME",
+        "KRCNNConvDeconvUpsampleHead",
     ],
     "detectron2_backbone": [
-        "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone",
-        "MODEL.RESNETS.STEM_OUT_CHANNELS", "64",
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+        "MODEL.BACKBONE.NAME",
+        "build_resnet_fpn_backbone",
+        "MODEL.RESNETS.STEM_OUT_CHANNELS",
+        "64",
+        "MODEL.RESNETS.RES2_OUT_CHANNELS",
+        "64",
     ],
-}  # fmt: skip
+}
 OURS_D2_RECIPE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_detectron2.yaml"
 OURS_PAPER = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN.yaml"
 DETECTRON2_STOCK = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"  # in detectron2's model zoo
@@ -82,10 +88,10 @@ class Contender:
 
     name: str
     build: Callable[[], torch.nn.Module]
-    losses: Callable[[torch.nn.Module, Any], Dict[str, torch.Tensor]]
+    losses: Callable[[torch.nn.Module, Any], dict[str, torch.Tensor]]
     detect: Callable[[torch.nn.Module, Any], int]  # number of detections
-    train_inputs: List
-    test_inputs: List
+    train_inputs: list
+    test_inputs: list
 
 
 def calibrate_frozen_batchnorm(model: torch.nn.Module, run: Callable[[], Any]) -> None:
@@ -109,7 +115,7 @@ def calibrate_frozen_batchnorm(model: torch.nn.Module, run: Callable[[], Any]) -
         hook.remove()
 
 
-def detectron2_contender(name: str, cfg: CfgNode, train_batches: List, test_images: List) -> Contender:
+def detectron2_contender(name: str, cfg: CfgNode, train_batches: list, test_images: list) -> Contender:
     def build():
         torch.manual_seed(cfg.SEED)
         model = build_model(cfg)
@@ -117,43 +123,54 @@ def detectron2_contender(name: str, cfg: CfgNode, train_batches: List, test_imag
         return model
 
     return Contender(
-        name, build,
+        name,
+        build,
         losses=lambda model, batch: model(batch),
         detect=lambda model, image: len(model([image])[0]["instances"]),
-        train_inputs=train_batches, test_inputs=test_images,
-    )  # fmt: skip
+        train_inputs=train_batches,
+        test_inputs=test_images,
+    )
 
 
 def torchvision_maskrcnn(num_classes: int, min_size: int, max_size: int) -> torch.nn.Module:
     """`maskrcnn_resnet50_fpn` as torchvision builds it over ImageNet weights (frozen BatchNorm,
     3 trainable stages), but with random weights: without weights torchvision would switch to
     trainable BatchNorm in every stage, a different network. No detection is dropped by score."""
-    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
-                                   trainable_layers=3)
-    return MaskRCNN(backbone, num_classes=num_classes + 1, min_size=min_size, max_size=max_size,
-                    box_score_thresh=0.0, box_detections_per_img=DETECTIONS_PER_IMAGE)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3
+    )
+    return MaskRCNN(
+        backbone,
+        num_classes=num_classes + 1,
+        min_size=min_size,
+        max_size=max_size,
+        box_score_thresh=0.0,
+        box_detections_per_img=DETECTIONS_PER_IMAGE,
+    )
 
 
-def to_torchvision_image(d2_input: Dict) -> torch.Tensor:
+def to_torchvision_image(d2_input: dict) -> torch.Tensor:
     """detectron2's BGR uint8 CHW image -> torchvision's RGB float in [0, 1]."""
     return d2_input["image"].flip(0).float().div(255.0)
 
 
-def to_torchvision_batch(batch: List[Dict]):
+def to_torchvision_batch(batch: list[dict]):
     """A detectron2 training batch (bitmask instances) -> torchvision's (images, targets)."""
     images, targets = [], []
     for item in batch:
         instances = item["instances"]
         images.append(to_torchvision_image(item))
-        targets.append({
-            "boxes": instances.gt_boxes.tensor.clone(),
-            "labels": instances.gt_classes + 1,  # torchvision's 0 is the background
-            "masks": instances.gt_masks.tensor.to(torch.uint8),
-        })  # fmt: skip
+        targets.append(
+            {
+                "boxes": instances.gt_boxes.tensor.clone(),
+                "labels": instances.gt_classes + 1,  # torchvision's 0 is the background
+                "masks": instances.gt_masks.tensor.to(torch.uint8),
+            }
+        )
     return images, targets
 
 
-def torchvision_contender(seed: int, cfg: CfgNode, train_batches: List, test_images: List, device: str) -> Contender:
+def torchvision_contender(seed: int, cfg: CfgNode, train_batches: list, test_images: list, device: str) -> Contender:
     torchvision_images = [to_torchvision_image(i).to(device) for i in test_images]
 
     def build():
@@ -168,12 +185,13 @@ def torchvision_contender(seed: int, cfg: CfgNode, train_batches: List, test_ima
         return [i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
     return Contender(
-        "torchvision", build,
+        "torchvision",
+        build,
         losses=lambda model, batch: model(*batch),
         detect=lambda model, image: len(model([image])[0]["boxes"]),
         train_inputs=[to_device(b) for b in train_batches],
         test_inputs=torchvision_images,
-    )  # fmt: skip
+    )
 
 
 MEASURED_BLOCK = "benchmark.measured_block"  # the profiler's name for the block whose peak is wanted
@@ -207,11 +225,13 @@ def peak_memory_MiB(device: str, lead_in: Callable[[], Any], measured: Callable[
     return _recorded_peak_bytes(profiler.profiler.kineto_results.events()) / 2**20
 
 
-def _recorded_peak_bytes(events: List) -> int:
+def _recorded_peak_bytes(events: list) -> int:
     """The highest running sum of the recorded CPU allocations (+) and frees (-) inside the
     MEASURED_BLOCK event, above the sum at its start."""
     (block,) = [event for event in events if event.name() == MEASURED_BLOCK]
-    records = [event for event in events if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU]
+    records = [
+        event for event in events if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    ]
     live, start_level, peak = 0, None, 0
     for event in sorted(records, key=lambda event: event.start_ns()):
         if event.start_ns() >= block.start_ns() and start_level is None:
@@ -235,7 +255,7 @@ class Runner:
         self.model = contender.build()
         # A small LR keeps the fresh weights sane over the few steps.
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
-        self.detections: List[int] = []
+        self.detections: list[int] = []
 
     def train_step(self, batch) -> None:
         self.model.train()
@@ -259,7 +279,7 @@ def timed(step: Callable[[Any], None], x, device: str) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory(runner: Runner, device: str, seed: int) -> Tuple[float, float]:
+def peak_memory(runner: Runner, device: str, seed: int) -> tuple[float, float]:
     """(training, inference) peak MiB of one training step and one inference, each after another.
     Each starts from torch's RNG seeded with `seed`: a training step's memory follows the RoIs it
     samples at random (one R50 step at 256-427 measured 392 to 428 MiB unseeded); seeded, every model and
@@ -275,14 +295,14 @@ def peak_memory(runner: Runner, device: str, seed: int) -> Tuple[float, float]:
     return train, infer
 
 
-def rotated(items: List, turn: int) -> List:
+def rotated(items: list, turn: int) -> list:
     """`items` starting at index `turn` (mod its length): over the turns, each model runs after
     each other one equally often (the one before leaves the caches and the heap in its state)."""
     start = turn % len(items)
     return items[start:] + items[:start]
 
 
-def measure_group(spec: "GroupSpec", contenders: List[Contender]) -> Dict[str, Dict[str, float]]:
+def measure_group(spec: "GroupSpec", contenders: list[Contender]) -> dict[str, dict[str, float]]:
     """{name: row} for the contenders of group `spec`, which share their inputs. First each model's
     peak memory over its second training step and inference (the first ones, its warm-up, carry
     one-time costs: the optimizer's momentum buffers, the CUDA context, kernel loading); then the
@@ -295,7 +315,9 @@ def measure_group(spec: "GroupSpec", contenders: List[Contender]) -> Dict[str, D
     infer_times = {r.contender.name: [] for r in runners}
     for i in range(iters):
         for runner in rotated(runners, i):
-            train_times[runner.contender.name].append(timed(runner.train_step, runner.contender.train_inputs[i], device))
+            train_times[runner.contender.name].append(
+                timed(runner.train_step, runner.contender.train_inputs[i], device)
+            )
     for i in range(iters):
         for runner in rotated(runners, i):
             infer_times[runner.contender.name].append(timed(runner.infer, runner.contender.test_inputs[i], device))
@@ -321,36 +343,62 @@ def first_inputs(cfg: CfgNode, count: int):
     return train_batches, [batch[0] for batch in itertools.islice(test_loader, count)]
 
 
-def group_opts(device: str, seed: int) -> List[str]:
-    return ["MODEL.DEVICE", device, "DATALOADER.NUM_WORKERS", "0", "SEED", str(seed),
-            "SOLVER.IMS_PER_BATCH", str(IMAGES_PER_BATCH)]  # fmt: skip
+def group_opts(device: str, seed: int) -> list[str]:
+    return [
+        "MODEL.DEVICE",
+        device,
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "SEED",
+        str(seed),
+        "SOLVER.IMS_PER_BATCH",
+        str(IMAGES_PER_BATCH),
+    ]
 
 
-def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed: int) -> List[Contender]:
+def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed: int) -> list[Contender]:
     """The peers group: COCO's 80 classes; every model's inputs are the synthetic set (7 classes)
     resized to `min_size`/`max_size`."""
     opts = group_opts(device, seed) + [
-        "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",  # inputs are given, not loaded
-        "INPUT.MIN_SIZE_TRAIN", f"({min_size},)", "INPUT.MAX_SIZE_TRAIN", str(max_size),
-        "INPUT.MIN_SIZE_TEST", str(min_size), "INPUT.MAX_SIZE_TEST", str(max_size),
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_PER_IMAGE),
-    ]  # fmt: skip
+        "DATASETS.TRAIN",
+        "()",
+        "DATASETS.TEST",
+        "()",  # inputs are given, not loaded
+        "INPUT.MIN_SIZE_TRAIN",
+        f"({min_size},)",
+        "INPUT.MAX_SIZE_TRAIN",
+        str(max_size),
+        "INPUT.MIN_SIZE_TEST",
+        str(min_size),
+        "INPUT.MAX_SIZE_TEST",
+        str(max_size),
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "TEST.DETECTIONS_PER_IMAGE",
+        str(DETECTIONS_PER_IMAGE),
+    ]
     configs = {
         "ours_d2_recipe": build_config(get_config_file(OURS_D2_RECIPE), opts),
         "detectron2": detectron2_stock_config(opts),
         "ours_paper": build_config(get_config_file(OURS_PAPER), opts),
     }
     data_opts = [
-        "DATASETS.TRAIN", "('synthetic_train',)", "DATASETS.TEST", "('synthetic_val',)",
-        "MODEL.ROI_HEADS.NUM_CLASSES", "7", "INPUT.MASK_FORMAT", "bitmask",  # the synthetic masks are RLE
-    ]  # fmt: skip
+        "DATASETS.TRAIN",
+        "('synthetic_train',)",
+        "DATASETS.TEST",
+        "('synthetic_val',)",
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        "7",
+        "INPUT.MASK_FORMAT",
+        "bitmask",  # the synthetic masks are RLE
+    ]
     train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), iters)
     contenders = [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
     contenders.append(torchvision_contender(seed, configs["ours_paper"], train_batches, test_images, device))
     return contenders
 
 
-def detectron2_stock_config(opts: List[str]) -> CfgNode:
+def detectron2_stock_config(opts: list[str]) -> CfgNode:
     """detectron2's model-zoo config with its own defaults and components (none of ours)."""
     cfg = get_cfg()
     cfg.merge_from_file(model_zoo.get_config_file(DETECTRON2_STOCK))
@@ -358,11 +406,15 @@ def detectron2_stock_config(opts: List[str]) -> CfgNode:
     return cfg
 
 
-def synthetic_contenders(config_file: str, iters: int, device: str, seed: int, extra_opts: List[str]) -> List[Contender]:
+def synthetic_contenders(
+    config_file: str, iters: int, device: str, seed: int, extra_opts: list[str]
+) -> list[Contender]:
     opts = group_opts(device, seed) + list(extra_opts)
     configs = {"ours": build_config(config_file, opts)}
     if not configs["ours"].DATASETS.TEST:
-        raise ValueError(f"{os.path.relpath(config_file)}: DATASETS.TEST is empty; inference is timed on its first dataset")
+        raise ValueError(
+            f"{os.path.relpath(config_file)}: DATASETS.TEST is empty; inference is timed on its first dataset"
+        )
     configs.update({name: build_config(config_file, opts + extra) for name, extra in REFERENCE_OPTS.items()})
     train_batches, test_images = first_inputs(configs["ours"], iters)
     return [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
@@ -379,22 +431,23 @@ class GroupSpec:
     min_size: int = 800  # peers: image sizes
     max_size: int = 1333
     config_file: str = get_config_file(DEMO_CONFIG)  # synthetic: the config and its overrides
-    opts: Tuple[str, ...] = ()
+    opts: tuple[str, ...] = ()
 
 
-def build_group(spec: GroupSpec) -> List[Contender]:
+def build_group(spec: GroupSpec) -> list[Contender]:
     if spec.name == "peers":
         return peer_contenders(spec.iters, spec.device, spec.min_size, spec.max_size, spec.seed)
     return synthetic_contenders(spec.config_file, spec.iters, spec.device, spec.seed, list(spec.opts))
 
 
-def ratio_rows(rows: Dict[str, Dict[str, float]], pairs: List) -> Dict[str, Dict[str, float]]:
+def ratio_rows(rows: dict[str, dict[str, float]], pairs: list) -> dict[str, dict[str, float]]:
     """{"ours/ref": {key: ours' value / ref's}} for each (ours, ref) pair; keys where ref's is 0 are left out."""
-    return {f"{ours}/{ref}": {k: rows[ours][k] / rows[ref][k] for k in rows[ours] if rows[ref][k]}
-            for ours, ref in pairs}  # fmt: skip
+    return {
+        f"{ours}/{ref}": {k: rows[ours][k] / rows[ref][k] for k in rows[ours] if rows[ref][k]} for ours, ref in pairs
+    }
 
 
-def print_group(title: str, rows: Dict[str, Dict[str, float]], ratios: Dict[str, Dict[str, float]]) -> None:
+def print_group(title: str, rows: dict[str, dict[str, float]], ratios: dict[str, dict[str, float]]) -> None:
     keys = list(next(iter(rows.values())))
     print(f"\n{title}")
     print(f"{'':<32}" + "".join(f"{k:>21}" for k in keys))
@@ -411,8 +464,9 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", type=int, default=5, help="timed training iterations and test images per model")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="for CI: 1 timed step, peers at shorter side 256: checks, not figures")
+    parser.add_argument(
+        "--quick", action="store_true", help="for CI: 1 timed step, peers at shorter side 256: checks, not figures"
+    )
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
@@ -424,9 +478,15 @@ def main(argv=None) -> None:
         parser.error("--device cuda: this torch sees no CUDA device")
     setup_logger(name="mask_rcnn_ext")
     min_size, max_size = (256, 427) if args.quick else (800, 1333)
-    specs = [GroupSpec(name, args.iters, args.device, args.seed, min_size, max_size, args.config_file, tuple(args.opts))
-             for name in ("peers", "synthetic") if name in args.groups]  # fmt: skip
-    titles = {"peers": f"Mask R-CNN R50-FPN, images {min_size}-{max_size}", "synthetic": os.path.relpath(args.config_file)}
+    specs = [
+        GroupSpec(name, args.iters, args.device, args.seed, min_size, max_size, args.config_file, tuple(args.opts))
+        for name in ("peers", "synthetic")
+        if name in args.groups
+    ]
+    titles = {
+        "peers": f"Mask R-CNN R50-FPN, images {min_size}-{max_size}",
+        "synthetic": os.path.relpath(args.config_file),
+    }
     pairs = {"peers": PEER_RATIOS, "synthetic": [("ours", reference) for reference in REFERENCE_OPTS]}
     try:  # inputs of every group first: a bad synthetic config stops before any timing
         contenders = {spec.name: build_group(spec) for spec in reversed(specs)}
@@ -437,8 +497,12 @@ def main(argv=None) -> None:
         rows = measure_group(spec, contenders[spec.name])
         ratios = ratio_rows(rows, pairs[spec.name])
         report["groups"][spec.name] = {"title": titles[spec.name], "rows": rows, "ratios": ratios}
-        print_group(f"{titles[spec.name]} on {args.device}: {args.iters} training iterations "
-                    f"(batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians", rows, ratios)
+        print_group(
+            f"{titles[spec.name]} on {args.device}: {args.iters} training iterations "
+            f"(batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians",
+            rows,
+            ratios,
+        )
     if args.output:
         write_json_atomically(args.output, report)
 

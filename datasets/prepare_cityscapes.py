@@ -9,6 +9,7 @@ loads in about a second. Without it the first training run parses the tree itsel
 work, in the training process). A changed or added annotation file makes the cache stale, and the
 next load rebuilds it. Prints, per split, the images and the instances per class.
 """
+
 import argparse
 import collections
 import os

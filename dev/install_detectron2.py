@@ -18,6 +18,7 @@ R-CNN need none of them: RoIAlign, RoIPool and NMS come from torchvision.
 
 Run with the Python of the environment to install into (the Makefile uses .venv/bin/python).
 """
+
 import argparse
 import dataclasses
 import hashlib
@@ -29,7 +30,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import List
 
 SDIST_NAME = "pb1-detectron2"
 SDIST_VERSION = "0.6"
@@ -88,18 +88,43 @@ class SourceFix:
 _NUMPY_ALIAS = r"\bnp\.(bool|int|float|str)\b(?![_\d])"
 _IMPORT_EXTENSION = r"^from detectron2 import _C$"
 
-SDIST_FIXES: List[SourceFix] = [
-    SourceFix("setup.py", r'name="pb1-detectron2"', 'name="detectron2"', 1,
-              "install as the distribution everyone imports and pip-checks: detectron2"),
-    SourceFix("setup.py", r"ext_modules=get_extensions\(\),", "ext_modules=[],", 1,
-              "the sdist has no C++/CUDA sources to compile"),
-    SourceFix("setup.py", r'"black==21\.4b2"', '"black"', 1,
-              "black 21.4b2 breaks with current click; upstream main dropped the pin"),
-    SourceFix("setup.py", r'get_model_zoo_configs\(\)\}', '["configs/**/*.yaml", "configs/**/*.py"]}', 1,
-              "the sdist's config glob looks outside the package, so the wheel lacked model_zoo/configs"),
+SDIST_FIXES: list[SourceFix] = [
+    SourceFix(
+        "setup.py",
+        r'name="pb1-detectron2"',
+        'name="detectron2"',
+        1,
+        "install as the distribution everyone imports and pip-checks: detectron2",
+    ),
+    SourceFix(
+        "setup.py",
+        r"ext_modules=get_extensions\(\),",
+        "ext_modules=[],",
+        1,
+        "the sdist has no C++/CUDA sources to compile",
+    ),
+    SourceFix(
+        "setup.py",
+        r'"black==21\.4b2"',
+        '"black"',
+        1,
+        "black 21.4b2 breaks with current click; upstream main dropped the pin",
+    ),
+    SourceFix(
+        "setup.py",
+        r"get_model_zoo_configs\(\)\}",
+        '["configs/**/*.yaml", "configs/**/*.py"]}',
+        1,
+        "the sdist's config glob looks outside the package, so the wheel lacked model_zoo/configs",
+    ),
     *[
-        SourceFix(path, _IMPORT_EXTENSION, "from detectron2._extension import _C", 1,
-                  "import-time extension import; the stand-in defers it to the op call")
+        SourceFix(
+            path,
+            _IMPORT_EXTENSION,
+            "from detectron2._extension import _C",
+            1,
+            "import-time extension import; the stand-in defers it to the op call",
+        )
         for path in (
             "detectron2/layers/deform_conv.py",
             "detectron2/layers/rotated_boxes.py",
@@ -107,8 +132,13 @@ SDIST_FIXES: List[SourceFix] = [
             "detectron2/evaluation/fast_eval_api.py",
         )
     ],
-    SourceFix("detectron2/data/transforms/transform.py", r"\bImage\.LINEAR\b", "Image.BILINEAR", 1,
-              "Pillow 10 removed the LINEAR alias of BILINEAR"),
+    SourceFix(
+        "detectron2/data/transforms/transform.py",
+        r"\bImage\.LINEAR\b",
+        "Image.BILINEAR",
+        1,
+        "Pillow 10 removed the LINEAR alias of BILINEAR",
+    ),
     *[
         SourceFix(path, _NUMPY_ALIAS, r"\1", count, "NumPy 1.24 removed the builtin-type aliases")
         for path, count in (
@@ -121,26 +151,48 @@ SDIST_FIXES: List[SourceFix] = [
             ("detectron2/utils/video_visualizer.py", 1),
         )
     ],
-    SourceFix("detectron2/layers/mask_ops.py", r"np\.array\(mask, copy=False\)", "np.asarray(mask)",
-              1, "NumPy 2 raises when copy=False cannot avoid a copy (PIL image -> array)"),
-    SourceFix("detectron2/model_zoo/model_zoo.py", r"^import pkg_resources\n", "", 1,
-              "setuptools 81 removed pkg_resources"),
-    SourceFix("detectron2/model_zoo/model_zoo.py",
-              r'pkg_resources\.resource_filename\(\s*"detectron2\.model_zoo",',
-              "os.path.join(os.path.dirname(os.path.abspath(__file__)),", 1,
-              "the model-zoo configs are installed beside model_zoo.py"),
-    SourceFix("detectron2/export/__init__.py", r"^from \.api import \*$",
-              "try:\n    from .api import *\nexcept ImportError:  # caffe2 export needs caffe2, gone from torch 2\n    pass",
-              1, "keep TracingAdapter and torchscript export (used by utils.analysis) importable"),
-    SourceFix("detectron2/engine/launch.py", r"assert torch\.cuda\.is_available\(\), [^\n]*",
-              "has_gpu = torch.cuda.is_available()", 1,
-              "multi-process training on CPU: fall back to GLOO as upstream main does"),
-    SourceFix("detectron2/engine/launch.py", r'backend="NCCL",', 'backend="NCCL" if has_gpu else "GLOO",',
-              1, "as above"),
-    SourceFix("detectron2/engine/launch.py",
-              r"(\n    )(assert num_gpus_per_machine <= torch\.cuda\.device_count\(\))"
-              r"(\n    )(torch\.cuda\.set_device\(local_rank\))",
-              r"\1if has_gpu:\1    \2\3    \4", 1, "as above"),
+    SourceFix(
+        "detectron2/layers/mask_ops.py",
+        r"np\.array\(mask, copy=False\)",
+        "np.asarray(mask)",
+        1,
+        "NumPy 2 raises when copy=False cannot avoid a copy (PIL image -> array)",
+    ),
+    SourceFix(
+        "detectron2/model_zoo/model_zoo.py", r"^import pkg_resources\n", "", 1, "setuptools 81 removed pkg_resources"
+    ),
+    SourceFix(
+        "detectron2/model_zoo/model_zoo.py",
+        r'pkg_resources\.resource_filename\(\s*"detectron2\.model_zoo",',
+        "os.path.join(os.path.dirname(os.path.abspath(__file__)),",
+        1,
+        "the model-zoo configs are installed beside model_zoo.py",
+    ),
+    SourceFix(
+        "detectron2/export/__init__.py",
+        r"^from \.api import \*$",
+        "try:\n    from .api import *\nexcept ImportError:  # caffe2 export needs caffe2, gone from torch 2\n    pass",
+        1,
+        "keep TracingAdapter and torchscript export (used by utils.analysis) importable",
+    ),
+    SourceFix(
+        "detectron2/engine/launch.py",
+        r"assert torch\.cuda\.is_available\(\), [^\n]*",
+        "has_gpu = torch.cuda.is_available()",
+        1,
+        "multi-process training on CPU: fall back to GLOO as upstream main does",
+    ),
+    SourceFix(
+        "detectron2/engine/launch.py", r'backend="NCCL",', 'backend="NCCL" if has_gpu else "GLOO",', 1, "as above"
+    ),
+    SourceFix(
+        "detectron2/engine/launch.py",
+        r"(\n    )(assert num_gpus_per_machine <= torch\.cuda\.device_count\(\))"
+        r"(\n    )(torch\.cuda\.set_device\(local_rank\))",
+        r"\1if has_gpu:\1    \2\3    \4",
+        1,
+        "as above",
+    ),
 ]
 
 
@@ -179,8 +231,7 @@ def fetch_verified_sdist(cache_dir: Path) -> Path:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # setup.py of the sdist imports torch even to report metadata, hence no build isolation.
         # pip >= 26 refuses this sdist's metadata (a direct-URL extra), so the Makefile pins pip.
-        pip("download", "--no-deps", "--no-build-isolation", "--dest", str(cache_dir),
-            f"{SDIST_NAME}=={SDIST_VERSION}")
+        pip("download", "--no-deps", "--no-build-isolation", "--dest", str(cache_dir), f"{SDIST_NAME}=={SDIST_VERSION}")
     actual = sha256_of(sdist)
     if actual != SDIST_SHA256:
         raise SystemExit(
@@ -191,7 +242,7 @@ def fetch_verified_sdist(cache_dir: Path) -> Path:
     return sdist
 
 
-def apply_fixes(source_root: Path, fixes: List[SourceFix]) -> None:
+def apply_fixes(source_root: Path, fixes: list[SourceFix]) -> None:
     """Apply `fixes` to the unpacked sdist in place; stop at the first that does not match as expected."""
     for fix in fixes:
         path = source_root / fix.path
@@ -236,11 +287,18 @@ def check_imports() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=os.environ.get("DETECTRON2_SOURCE", ""),
-                        help="detectron2 to install instead of the registry sdist: a source checkout, "
-                             "a git+https URL or a wheel (default: $DETECTRON2_SOURCE)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/detectron2"),
-                        help="where the verified sdist and the built wheel are kept")
+    parser.add_argument(
+        "--source",
+        default=os.environ.get("DETECTRON2_SOURCE", ""),
+        help="detectron2 to install instead of the registry sdist: a source checkout, "
+        "a git+https URL or a wheel (default: $DETECTRON2_SOURCE)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(".cache/detectron2"),
+        help="where the verified sdist and the built wheel are kept",
+    )
     args = parser.parse_args()
 
     found = importable_detectron2()

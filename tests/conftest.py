@@ -1,4 +1,5 @@
 """Shared fixtures. Tests run on CPU, seeded; the slow ones share one training run."""
+
 import functools
 import importlib.util
 import os
@@ -22,7 +23,7 @@ CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
 SYNTHETIC_CONFIG = get_config_file(DEMO_CONFIG)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_tool(name: str):
     """tools/<name>.py as a module, for tests that call its functions or `main(argv)` in-process.
     The tools are scripts, not a package (detectron2 installs a top-level package named `tools`)."""
@@ -39,7 +40,10 @@ def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exi
     with open(log_path, "w") as log:
         result = subprocess.run(
             [sys.executable, os.path.join(TOOLS_DIR, script), *map(str, args)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode not in expected_exit_codes:
         with open(log_path) as log:

@@ -1,23 +1,24 @@
 """Every config under configs/ loads through our config path and builds its model on CPU; every
 paper config states the table row and the AP it should reach."""
+
 import glob
 import os
 import re
 
 import pytest
 import torch
+from conftest import CONFIGS_DIR
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
-
-from conftest import CONFIGS_DIR
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recursive=True))
 # Base-*.yaml hold what their leaves share (a recipe, an architecture) and need not be whole
 # models; every one of them is built through its leaves.
 LEAF_CONFIGS = [f for f in CONFIG_FILES if not os.path.basename(f).startswith("Base-")]
 PAPER_CONFIGS = [
-    f for folder in ("COCO-InstanceSegmentation", "COCO-Keypoints", "Cityscapes")
+    f
+    for folder in ("COCO-InstanceSegmentation", "COCO-Keypoints", "Cityscapes")
     for f in sorted(glob.glob(os.path.join(CONFIGS_DIR, folder, "*.yaml")))
     if not os.path.basename(f).startswith("Base-")
 ]

@@ -1,4 +1,5 @@
 """Reproducible set-up and packaging: the lock file `make setup` installs, and the wheel `pip install .` builds."""
+
 import ast
 import os
 import re
@@ -10,10 +11,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import CONFIGS_DIR, REPO_ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from conftest import CONFIGS_DIR, REPO_ROOT
 
 LOCK_FILE = Path(REPO_ROOT) / "requirements.lock"
 PACKAGE_DIR = Path(REPO_ROOT) / "projects" / "mask_rcnn_ext"
@@ -85,14 +85,24 @@ def wheel_path(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("wheel_source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(Path(REPO_ROOT) / name, source / name)
-    shutil.copytree(PACKAGE_DIR, source / "projects" / "mask_rcnn_ext",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE_DIR, source / "projects" / "mask_rcnn_ext", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(CONFIGS_DIR, source / "configs", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(source)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = out.glob("mask_rcnn_ext-*.whl")
     return wheel
@@ -101,8 +111,9 @@ def wheel_path(tmp_path_factory) -> Path:
 def test_wheel_holds_every_module_and_config(wheel_path):
     names = set(zipfile.ZipFile(wheel_path).namelist())
     modules = {f"mask_rcnn_ext/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in PACKAGE_DIR.rglob("*.py")}
-    configs = {f"mask_rcnn_ext/configs/{p.relative_to(CONFIGS_DIR).as_posix()}"
-               for p in Path(CONFIGS_DIR).rglob("*.yaml")}
+    configs = {
+        f"mask_rcnn_ext/configs/{p.relative_to(CONFIGS_DIR).as_posix()}" for p in Path(CONFIGS_DIR).rglob("*.yaml")
+    }
     assert len(configs) > 30 and "mask_rcnn_ext/data/cityscapes.py" in modules
     assert not modules - names, f"modules missing from the wheel: {sorted(modules - names)}"
     assert not configs - names, f"configs missing from the wheel: {sorted(configs - names)}"
@@ -138,13 +149,17 @@ def test_installed_wheel_is_a_working_plugin(wheel_path, tmp_path):
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel_path)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     # PYTHONPATH comes before this environment's editable install of the checkout.
     env = dict(os.environ, PYTHONPATH=str(target))
     result = subprocess.run(
         [sys.executable, "-c", INSTALLED_PLUGIN_CHECK, str(target)],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"{len(list(Path(CONFIGS_DIR).rglob('*.yaml')))} configs;" in result.stdout
@@ -164,8 +179,11 @@ def test_wheel_declares_every_package_the_plugin_imports(wheel_path):
     distributions = metadata.packages_distributions()
     needed = {canonicalize_name(distributions[module][0]) for module in third_party}
     wheel_metadata = zipfile.ZipFile(wheel_path).read("mask_rcnn_ext-0.1.0.dist-info/METADATA").decode()
-    declared = {canonicalize_name(Requirement(line.split(":", 1)[1]).name)
-                for line in wheel_metadata.splitlines() if line.startswith("Requires-Dist:")}
+    declared = {
+        canonicalize_name(Requirement(line.split(":", 1)[1]).name)
+        for line in wheel_metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    }
     user_provided = {"torch", "torchvision", "detectron2"}  # README, "Install routes"
     assert {"cityscapesscripts", "pycocotools", "opencv-python-headless"} <= needed
     assert not needed - user_provided - declared, f"imported but not declared: {needed - user_provided - declared}"

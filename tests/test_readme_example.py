@@ -1,14 +1,15 @@
 """The README's "Add your own head" example, run as written: a custom mask head on our
 BaseMaskHead, registered by name, selected by the config, trained for two iterations with the
 loss the config chooses."""
+
 import os
 import re
 import subprocess
 import sys
 
 import torch
-
 from conftest import REPO_ROOT
+
 from mask_rcnn_ext.engine.training_curves import read_metrics
 
 EXAMPLE_MARKER = "<!-- tested by tests/test_readme_example.py -->"
@@ -29,9 +30,12 @@ def test_readme_custom_mask_head_trains(datasets_env, tmp_path):
     script = tmp_path / "example.py"
     script.write_text(code.replace(EXAMPLE_OUTPUT_DIR, str(tmp_path / "out")))
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=REPO_ROOT, env=dict(os.environ, **datasets_env),
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, str(script)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, **datasets_env),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     checkpoint = torch.load(tmp_path / "out" / "model_final.pth", weights_only=True)

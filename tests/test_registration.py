@@ -1,4 +1,5 @@
 """Importing mask_rcnn_ext registers its datasets and config keys, and nothing outside its node."""
+
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_FLIP_MAP, COCO_PERSON_KEYPOINT_NAMES

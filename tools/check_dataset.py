@@ -12,6 +12,7 @@ Each is named by image file and annotation index (README "Reliability" says what
 with each). Training runs the same checks on DATASETS.TRAIN at start-up, without decoding images.
 Exit code 0: no errors; 1: errors.
 """
+
 import argparse
 import importlib
 import sys
@@ -32,7 +33,9 @@ def check_dataset(name: str, read_images: bool):
         raise ValueError(f"dataset {name!r}: its metadata has no thing_classes to check category ids against")
     keypoint_names = meta.get("keypoint_names", None)
     records = DatasetCatalog.get(name)
-    _, report = check_records(records, len(meta.thing_classes), len(keypoint_names) if keypoint_names else None, read_images)
+    _, report = check_records(
+        records, len(meta.thing_classes), len(keypoint_names) if keypoint_names else None, read_images
+    )
     return records, report
 
 

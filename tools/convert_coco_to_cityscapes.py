@@ -21,10 +21,12 @@ rows are drawn as detectron2 initialises these layers (weights normal with the l
 copied unchanged, as is every other parameter (backbone, RPN, the heads' hidden layers).
 A tensor without the 80-class COCO shape, or a missing one, is refused with its name.
 """
+
 import argparse
 import pickle
 import sys
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -34,7 +36,7 @@ NUM_COCO_CLASSES = 80
 
 # Cityscapes thing classes in detectron2's contiguous order, each with the contiguous id of the
 # same class among detectron2's 80 COCO classes; None where COCO has no such class.
-CITYSCAPES_FROM_COCO: Tuple[Tuple[str, Optional[int]], ...] = (
+CITYSCAPES_FROM_COCO: tuple[tuple[str, Optional[int]], ...] = (
     ("person", 0),
     ("rider", None),
     ("car", 2),
@@ -55,14 +57,14 @@ class ClassSpecificLayer(NamedTuple):
 
 
 # Parameter prefix -> layer. The stds are FastRCNNOutputLayers' and MaskRCNNConvUpsampleHead's.
-CLASS_SPECIFIC_LAYERS: Dict[str, ClassSpecificLayer] = {
+CLASS_SPECIFIC_LAYERS: dict[str, ClassSpecificLayer] = {
     "roi_heads.box_predictor.cls_score": ClassSpecificLayer(1, True, 0.01),  # (K + 1, D)
     "roi_heads.box_predictor.bbox_pred": ClassSpecificLayer(4, False, 0.001),  # (4K, D) or (4, D)
     "roi_heads.mask_head.predictor": ClassSpecificLayer(1, False, 0.001),  # (K, C, 1, 1) or (1, C, 1, 1)
 }
 
 
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The "model" state dict of a detectron2 .pth checkpoint or model-zoo .pkl, as CPU tensors."""
     if path.endswith(".pkl"):
         with open(path, "rb") as f:  # as detectron2 reads them (a pickle: trusted files only)
@@ -87,7 +89,7 @@ def _class_rows(tensor: torch.Tensor, layer: ClassSpecificLayer, rider_rows: tor
     return torch.cat(rows)
 
 
-def convert_state_dict(state_dict: Dict[str, torch.Tensor], seed: int = 0) -> Dict[str, torch.Tensor]:
+def convert_state_dict(state_dict: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
     """A COCO Mask R-CNN state dict -> the Cityscapes one (a new dict; unchanged tensors are shared).
 
     Raises ValueError naming the key when a class-specific weight or bias is missing or does not
@@ -117,15 +119,20 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], seed: int = 0) -> Di
     return converted
 
 
-def _print_summary(coco: Dict[str, torch.Tensor], cityscapes: Dict[str, torch.Tensor], seed: int) -> None:
+def _print_summary(coco: dict[str, torch.Tensor], cityscapes: dict[str, torch.Tensor], seed: int) -> None:
     resized = [key for key in cityscapes if cityscapes[key].shape != coco[key].shape]
     for prefix in CLASS_SPECIFIC_LAYERS:
         for key in (f"{prefix}.weight", f"{prefix}.bias"):
             shape = tuple(coco[key].shape)
-            print(f"  {key}: {shape} -> {tuple(cityscapes[key].shape)}" if key in resized
-                  else f"  {key}: {shape}, class-agnostic: copied")
-    sources = (f"{name} <- " + (f"random (seed {seed})" if coco_id is None else f"COCO {coco_id}")
-               for name, coco_id in CITYSCAPES_FROM_COCO)
+            print(
+                f"  {key}: {shape} -> {tuple(cityscapes[key].shape)}"
+                if key in resized
+                else f"  {key}: {shape}, class-agnostic: copied"
+            )
+    sources = (
+        f"{name} <- " + (f"random (seed {seed})" if coco_id is None else f"COCO {coco_id}")
+        for name, coco_id in CITYSCAPES_FROM_COCO
+    )
     print(f"  class rows: {', '.join(sources)}; background <- COCO background")
     print(f"  {len(cityscapes) - len(resized)} other tensors copied unchanged")
 

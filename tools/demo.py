@@ -11,12 +11,12 @@ class index, category_name its name in the test dataset's metadata).
 Unreadable inputs are reported and skipped. Exit code: 0 all inputs done, 2 some skipped,
 1 nothing to do or nothing readable. Existing files in out/ other than those written are kept.
 """
+
 import argparse
 import glob
 import logging
 import os
 import sys
-from typing import List, Tuple
 
 import cv2
 from detectron2.data import MetadataCatalog
@@ -38,13 +38,14 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the PNGs and predictions.json")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5,
-                        help="draw and save instances scoring at least this")
+    parser.add_argument(
+        "--confidence-threshold", type=float, default=0.5, help="draw and save instances scoring at least this"
+    )
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
 
-def collect_inputs(patterns: List[str]) -> Tuple[List[str], List[str]]:
+def collect_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
     """Expand files, folders and globs to image paths (in order, without repeats).
 
     Returns (paths, problems): problems name the patterns that matched nothing."""
@@ -52,8 +53,7 @@ def collect_inputs(patterns: List[str]) -> Tuple[List[str], List[str]]:
     for pattern in patterns:
         if os.path.isdir(pattern):
             found = sorted(
-                os.path.join(pattern, name) for name in os.listdir(pattern)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
+                os.path.join(pattern, name) for name in os.listdir(pattern) if name.lower().endswith(IMAGE_EXTENSIONS)
             )
         elif glob.has_magic(pattern):
             found = sorted(glob.glob(pattern))
@@ -65,7 +65,7 @@ def collect_inputs(patterns: List[str]) -> Tuple[List[str], List[str]]:
     return paths, problems
 
 
-def output_names(paths: List[str]) -> List[str]:
+def output_names(paths: list[str]) -> list[str]:
     """A distinct PNG file name per input: its stem, suffixed when two inputs share a stem."""
     names, used = [], set()
     for path in paths:
@@ -97,8 +97,9 @@ def main(argv=None) -> int:
             problems.append(f"{path}: cannot read image ({type(e).__name__}: {e})")
             continue
         instances = predictor(image)["instances"].to("cpu")
-        vis = Visualizer(image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image, metadata,
-                         instance_mode=ColorMode.IMAGE)
+        vis = Visualizer(
+            image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image, metadata, instance_mode=ColorMode.IMAGE
+        )
         drawing = vis.draw_instance_predictions(instances).get_image()
         cv2.imwrite(os.path.join(args.output, png_name), drawing[:, :, ::-1])
         results = instances_to_coco_json(instances, path)
@@ -106,8 +107,15 @@ def main(argv=None) -> int:
         for r in results:
             del r["image_id"]
             r["category_name"] = class_names[r["category_id"]] if class_names else str(r["category_id"])
-        predictions.append({"file_name": path, "height": image.shape[0], "width": image.shape[1],
-                            "visualization": png_name, "instances": results})
+        predictions.append(
+            {
+                "file_name": path,
+                "height": image.shape[0],
+                "width": image.shape[1],
+                "visualization": png_name,
+                "instances": results,
+            }
+        )
         logger.info(f"{path}: {len(instances)} instances -> {png_name}")
 
     write_json_atomically(os.path.join(args.output, "predictions.json"), predictions)

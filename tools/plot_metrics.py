@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Plot losses and learning rate from a detectron2 OUTPUT_DIR/metrics.json to a PNG.
 
-    tools/plot_metrics.py output/demo/train/metrics.json output/demo/training_curves.png
+tools/plot_metrics.py output/demo/train/metrics.json output/demo/training_curves.png
 """
+
 import argparse
 
 from mask_rcnn_ext.engine.training_curves import plot_training_curves

@@ -14,6 +14,7 @@ so a second run only re-evaluates), then writes:
   OUTPUT/training_curves.png   losses and learning rate over iterations
 Trailing KEY VALUE pairs override the config (e.g. SOLVER.MAX_ITER 50 for a quick check).
 """
+
 import argparse
 import json
 import os
@@ -68,9 +69,22 @@ def main() -> None:
 
     start = time.perf_counter()
     vis_inputs = [d["file_name"] for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[: args.num_vis]]
-    run([sys.executable, os.path.join(TOOLS, "demo.py"), "--config-file", args.config_file,
-         "--input", *vis_inputs, "--output", os.path.join(args.output_dir, "vis"),
-         "--opts", *opts, "MODEL.WEIGHTS", os.path.join(train_dir, "model_final.pth")])
+    run(
+        [
+            sys.executable,
+            os.path.join(TOOLS, "demo.py"),
+            "--config-file",
+            args.config_file,
+            "--input",
+            *vis_inputs,
+            "--output",
+            os.path.join(args.output_dir, "vis"),
+            "--opts",
+            *opts,
+            "MODEL.WEIGHTS",
+            os.path.join(train_dir, "model_final.pth"),
+        ]
+    )
     plot_training_curves(os.path.join(train_dir, "metrics.json"), os.path.join(args.output_dir, "training_curves.png"))
     for name in (DIAGNOSTICS_JSON, DIAGNOSTICS_PNG):  # the evaluator wrote them beside COCOEvaluator's files
         if os.path.exists(os.path.join(train_dir, "inference", name)):
@@ -92,11 +106,19 @@ def main() -> None:
                 print(f"  {task:>9}: AP {r['AP']:.1f}  AP50 {r['AP50']:.1f}  AP75 {r['AP75']:.1f}")
         diagnostics = dataset_results.get("keypoint_diagnostics")
         if diagnostics:
-            rates = "  ".join(f"{k} {v:.2f}" for k, v in diagnostics.items() if k.startswith("detect@") and "-" not in k)
+            rates = "  ".join(
+                f"{k} {v:.2f}" for k, v in diagnostics.items() if k.startswith("detect@") and "-" not in k
+            )
             print(f"  keypoints: mean error {diagnostics['mean_error']:.3f} (of sqrt(area))  {rates}")
     print(f"  seconds: {summary['seconds']}")
-    print(f"  wrote {args.output_dir}/metrics.json, vis/, training_curves.png"
-          + (f", {DIAGNOSTICS_JSON}, {DIAGNOSTICS_PNG}" if os.path.exists(os.path.join(args.output_dir, DIAGNOSTICS_PNG)) else ""))
+    print(
+        f"  wrote {args.output_dir}/metrics.json, vis/, training_curves.png"
+        + (
+            f", {DIAGNOSTICS_JSON}, {DIAGNOSTICS_PNG}"
+            if os.path.exists(os.path.join(args.output_dir, DIAGNOSTICS_PNG))
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

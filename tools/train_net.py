@@ -11,6 +11,7 @@
 Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS sigmas from the
 dataset); results are also written to OUTPUT_DIR/eval_results.json.
 """
+
 import importlib
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -52,7 +53,11 @@ def main(args):
 if __name__ == "__main__":
     parser = default_argument_parser()
     parser.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="import MODULE first (repeatable): a module of yours that registers datasets "
         "(e.g. with mask_rcnn_ext.data.register_coco_keypoints) or heads",
     )

@@ -23,6 +23,7 @@ stride-32 (C5) features, both with the heads of the paper's Figure 4 (right), wh
 uses for 2(d). The paper's 2(b), (c) and class-agnostic rows are R-50-C4 models with res5 in the
 head; configs/Synthetic/Ablation/mask_rcnn_R18_C4_fcn_head.yaml says why the CPU scale differs.
 """
+
 import argparse
 import dataclasses
 import hashlib
@@ -33,8 +34,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
@@ -47,19 +49,24 @@ ABLATION_CONFIGS = os.path.dirname(get_config_file("Synthetic/Ablation/Base-Abla
 FPN, C4, C5 = "mask_rcnn_R18_FPN.yaml", "mask_rcnn_R18_C4_fcn_head.yaml", "mask_rcnn_R18_C5.yaml"
 
 
-
-def both_poolers(pooler_type: str) -> Tuple[str, ...]:
+def both_poolers(pooler_type: str) -> tuple[str, ...]:
     """Overrides giving the box and the mask head one RoI feature op, as a C4 model's shared pooler."""
     return ("MODEL.ROI_BOX_HEAD.POOLER_TYPE", pooler_type, "MODEL.ROI_MASK_HEAD.POOLER_TYPE", pooler_type)
 
 
 # run name -> (architecture config, overrides); the baseline of each architecture has none.
-RUNS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fpn_fcn_sigmoid": (FPN, ()),
     "fpn_softmax": (FPN, ("MASK_RCNN_EXT.MASK_HEAD.LOSS", "softmax")),
     "fpn_class_agnostic": (FPN, ("MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK", "True")),
-    "fpn_mlp_2fc": (FPN, ("MODEL.ROI_MASK_HEAD.NAME", "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024]")),
-    "fpn_mlp_3fc": (FPN, ("MODEL.ROI_MASK_HEAD.NAME", "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024, 1024]")),
+    "fpn_mlp_2fc": (
+        FPN,
+        ("MODEL.ROI_MASK_HEAD.NAME", "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024]"),
+    ),
+    "fpn_mlp_3fc": (
+        FPN,
+        ("MODEL.ROI_MASK_HEAD.NAME", "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS", "[1024, 1024, 1024]"),
+    ),
     "c4_roipool": (C4, both_poolers("ROIPool")),
     "c4_roiwarp_max": (C4, both_poolers("ROIWarpMax")),
     "c4_roiwarp_ave": (C4, both_poolers("ROIWarp")),
@@ -77,8 +84,8 @@ class Row:
     table: str
     label: str
     run: str
-    paper_mask: Tuple[Optional[float], Optional[float], Optional[float]]  # AP, AP50, AP75 (minival)
-    paper_box: Optional[Tuple[float, float, float]] = None
+    paper_mask: tuple[Optional[float], Optional[float], Optional[float]]  # AP, AP50, AP75 (minival)
+    paper_box: Optional[tuple[float, float, float]] = None
 
 
 ROWS = [
@@ -127,15 +134,39 @@ CLAIMS = [
 ]
 
 # --quick: every run trains a few iterations and evaluates few detections; numbers mean nothing.
-QUICK_OPTS = ("SOLVER.MAX_ITER", "6", "SOLVER.STEPS", "(4,)", "SOLVER.WARMUP_ITERS", "2", "TEST.DETECTIONS_PER_IMAGE", "5",
-              "MODEL.RPN.POST_NMS_TOPK_TEST", "20", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")  # fmt: skip
+QUICK_OPTS = (
+    "SOLVER.MAX_ITER",
+    "6",
+    "SOLVER.STEPS",
+    "(4,)",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "5",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "20",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+)
 PRETRAIN_EPOCHS, QUICK_PRETRAIN_EPOCHS = 16, 1
 
 
-def run_command(run: str, seed: int, output_dir: str, weights: str, extra_opts: Sequence[str]) -> List[str]:
+def run_command(run: str, seed: int, output_dir: str, weights: str, extra_opts: Sequence[str]) -> list[str]:
     config, opts = RUNS[run]
-    return [sys.executable, TRAIN_NET, "--config-file", os.path.join(ABLATION_CONFIGS, config),
-            *opts, "SEED", str(seed), "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir, *extra_opts]  # fmt: skip
+    return [
+        sys.executable,
+        TRAIN_NET,
+        "--config-file",
+        os.path.join(ABLATION_CONFIGS, config),
+        *opts,
+        "SEED",
+        str(seed),
+        "MODEL.WEIGHTS",
+        weights,
+        "OUTPUT_DIR",
+        output_dir,
+        *extra_opts,
+    ]
 
 
 def file_sha256(path: str) -> str:
@@ -143,14 +174,14 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def run_fingerprint(command: List[str]) -> str:
+def run_fingerprint(command: list[str]) -> str:
     """What a run's result depends on: its whole resolved config and the weights it starts from."""
     config_file, opts = command[command.index("--config-file") + 1], command[command.index("--config-file") + 2 :]
     cfg = build_config(config_file, opts)
     return hashlib.sha256((cfg.dump() + file_sha256(cfg.MODEL.WEIGHTS)).encode()).hexdigest()
 
 
-def train_and_evaluate(command: List[str], output_dir: str, threads: int) -> dict:
+def train_and_evaluate(command: list[str], output_dir: str, threads: int) -> dict:
     """Run `command` (tools/train_net.py) unless `output_dir` holds the results of a run with the
     same fingerprint (config and starting weights); returns them."""
     done_file = os.path.join(output_dir, "ablation_run.json")
@@ -169,16 +200,26 @@ def train_and_evaluate(command: List[str], output_dir: str, threads: int) -> dic
         raise RuntimeError(f"{' '.join(command)} exited {result.returncode}; see {output_dir}/stdout.log")
     with open(os.path.join(output_dir, EVAL_RESULTS_FILE)) as f:
         results = json.load(f)
-    done = {"fingerprint": fingerprint, "command": command[1:], "results": results, "seconds": time.perf_counter() - start}
+    done = {
+        "fingerprint": fingerprint,
+        "command": command[1:],
+        "results": results,
+        "seconds": time.perf_counter() - start,
+    }
     write_json_atomically(done_file, done)
     return done
 
 
-def run_all(jobs: Dict[Tuple[str, int], Tuple[List[str], str]], num_parallel: int, threads: int) -> Dict[Tuple[str, int], dict]:
+def run_all(
+    jobs: dict[tuple[str, int], tuple[list[str], str]], num_parallel: int, threads: int
+) -> dict[tuple[str, int], dict]:
     """Train and evaluate every (run, seed) job, `num_parallel` at a time; the first failure stops
     the jobs not yet started and is raised."""
     pool = ThreadPoolExecutor(num_parallel)
-    futures = {pool.submit(train_and_evaluate, command, output_dir, threads): job for job, (command, output_dir) in jobs.items()}
+    futures = {
+        pool.submit(train_and_evaluate, command, output_dir, threads): job
+        for job, (command, output_dir) in jobs.items()
+    }
     finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
     failed = [future for future in finished if future.exception() is not None]
     pool.shutdown(wait=True, cancel_futures=bool(failed))
@@ -198,12 +239,15 @@ def pretrained_backbone(output_dir: str, weights_name: str, epochs: int) -> str:
                 return weights
     stats = pretrain_backbone(os.path.join(ABLATION_CONFIGS, FPN), weights, epochs=epochs)
     write_json_atomically(record_file, dict(record, **stats))
-    print(f"pretrained {weights}: crop classification accuracy {stats['test_accuracy']:.3f} on the val "
-          f"crops, {stats['seconds']:.0f} s", flush=True)
+    print(
+        f"pretrained {weights}: crop classification accuracy {stats['test_accuracy']:.3f} on the val "
+        f"crops, {stats['seconds']:.0f} s",
+        flush=True,
+    )
     return weights
 
 
-def summarize(values: List[float]) -> dict:
+def summarize(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values), "values": values}
 
 
@@ -214,15 +258,18 @@ def metric_value(results: dict, task: str, metric: str) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def run_summary(done_runs: List[dict]) -> dict:
+def run_summary(done_runs: list[dict]) -> dict:
     """Per task and metric, mean / min / max over seeds."""
     return {
-        task: {metric: summarize([metric_value(d["results"], task, metric) for d in done_runs]) for metric in ("AP", "AP50", "AP75")}
+        task: {
+            metric: summarize([metric_value(d["results"], task, metric) for d in done_runs])
+            for metric in ("AP", "AP50", "AP75")
+        }
         for task in ("bbox", "segm")
     }
 
 
-def claim_verdict(claim: Claim, summaries: Dict[str, dict]) -> Tuple[float, float, str]:
+def claim_verdict(claim: Claim, summaries: dict[str, dict]) -> tuple[float, float, str]:
     """(our difference in AP, the larger seed range of the two runs, verdict)."""
     first, second = (summaries[run][claim.task]["AP"] for run in (claim.first, claim.second))
     difference = first["mean"] - second["mean"]
@@ -230,7 +277,11 @@ def claim_verdict(claim: Claim, summaries: Dict[str, dict]) -> Tuple[float, floa
     if len(first["values"]) < 2 or len(second["values"]) < 2:
         verdict = "n/a (one seed: no seed range)"
     elif claim.kind == "similar":
-        verdict = "reproduced (within seed range)" if abs(difference) <= spread else "not reproduced (differ beyond seed range)"
+        verdict = (
+            "reproduced (within seed range)"
+            if abs(difference) <= spread
+            else "not reproduced (differ beyond seed range)"
+        )
     elif difference > spread:
         verdict = "reproduced"
     elif difference > 0:
@@ -250,9 +301,10 @@ def _format_paper(values) -> str:
     return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
 
 
-def markdown_table(summaries: Dict[str, dict], num_seeds: int, run_seconds: float, num_parallel: int) -> str:
+def markdown_table(summaries: dict[str, dict], num_seeds: int, run_seconds: float, num_parallel: int) -> str:
     lines = [
-        f"Mask AP on `synthetic_val`: mean [min, max] over {num_seeds} seed(s); the paper's COCO minival numbers beside.",
+        f"Mask AP on `synthetic_val`: mean [min, max] over {num_seeds} seed(s); "
+        "the paper's COCO minival numbers beside.",
         "",
         "| Table | variant | paper model | paper mask AP / AP50 / AP75 | ours | mask AP | AP50 | AP75 | box AP |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -262,22 +314,32 @@ def markdown_table(summaries: Dict[str, dict], num_seeds: int, run_seconds: floa
         paper = _format_paper(row.paper_mask) + (f" (box {_format_paper(row.paper_box)})" if row.paper_box else "")
         lines.append(
             f"| {row.table} | {row.label} | {PAPER_BACKBONE[row.table]} | {paper} | {OUR_BACKBONE[RUNS[row.run][0]]} | "
-            f"{_format_ap(segm['AP'])} | {segm['AP50']['mean']:.1f} | {segm['AP75']['mean']:.1f} | {_format_ap(box['AP'])} |"
+            f"{_format_ap(segm['AP'])} | {segm['AP50']['mean']:.1f} | {segm['AP75']['mean']:.1f} | "
+            f"{_format_ap(box['AP'])} |"
         )
-    lines += ["", "| Table | paper's ordering | paper Δ AP | our Δ AP | seed range | verdict |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| Table | paper's ordering | paper Δ AP | our Δ AP | seed range | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     labels = {(row.table, row.run): row.label for row in ROWS}  # a run shared by tables has a label in each
     for claim in CLAIMS:
         difference, spread, verdict = claim_verdict(claim, summaries)
         relation = ">" if claim.kind == "better" else "≈"
         task = "box" if claim.task == "bbox" else "mask"
         first, second = labels[claim.table, claim.first], labels[claim.table, claim.second]
-        lines.append(f"| {claim.table} | {first} {relation} {second} ({task}) | "
-                     f"{claim.paper_difference:+.1f} | {difference:+.1f} | {spread:.1f} | {verdict} |")
-    lines += ["", f"Training and evaluation: {run_seconds / 60:.0f} minutes summed over the runs, {num_parallel} at a time."]
+        lines.append(
+            f"| {claim.table} | {first} {relation} {second} ({task}) | "
+            f"{claim.paper_difference:+.1f} | {difference:+.1f} | {spread:.1f} | {verdict} |"
+        )
+    lines += [
+        "",
+        f"Training and evaluation: {run_seconds / 60:.0f} minutes summed over the runs, {num_parallel} at a time.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(summaries: Dict[str, dict], png_path: str) -> None:
+def bar_chart(summaries: dict[str, dict], png_path: str) -> None:
     """One column per table: our mask AP (top, seed range as error bars) over the paper's (bottom),
     each row on its own scale so that both orderings read at a glance."""
     import matplotlib
@@ -286,15 +348,27 @@ def bar_chart(summaries: Dict[str, dict], png_path: str) -> None:
     import matplotlib.pyplot as plt
 
     tables = list(dict.fromkeys(row.table for row in ROWS))
-    fig, axes = plt.subplots(2, len(tables), figsize=(3.6 * len(tables), 6.5), sharey="row", squeeze=False,
-                             gridspec_kw={"width_ratios": [sum(r.table == t for r in ROWS) for t in tables]})  # fmt: skip
+    fig, axes = plt.subplots(
+        2,
+        len(tables),
+        figsize=(3.6 * len(tables), 6.5),
+        sharey="row",
+        squeeze=False,
+        gridspec_kw={"width_ratios": [sum(r.table == t for r in ROWS) for t in tables]},
+    )
     for column, table in enumerate(tables):
         rows = [row for row in ROWS if row.table == table]
         xs = list(range(len(rows)))
         ours = [summaries[row.run]["segm"]["AP"] for row in rows]
         top, bottom = axes[0][column], axes[1][column]
-        top.bar(xs, [o["mean"] for o in ours], 0.6, color="tab:blue", capsize=3,
-                yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]])
+        top.bar(
+            xs,
+            [o["mean"] for o in ours],
+            0.6,
+            color="tab:blue",
+            capsize=3,
+            yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]],
+        )
         bottom.bar(xs, [row.paper_mask[0] for row in rows], 0.6, color="tab:gray")
         top.set_title(f"Table {table}" if table != "text" else "class-specific vs agnostic")
         top.set_xticks(xs, [""] * len(xs))
@@ -313,18 +387,26 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, help="seeds per variant (default 2; 1 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, each on cores / jobs threads")
-    parser.add_argument("--output-dir", help="default: the folder of the recipe's MODEL.WEIGHTS (output/ablation), "
-                                             "with '_quick' appended for --quick")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="a few iterations per run: checks the pipeline, not the numbers")
+    parser.add_argument(
+        "--output-dir",
+        help="default: the folder of the recipe's MODEL.WEIGHTS (output/ablation), with '_quick' appended for --quick",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few iterations per run: checks the pipeline, not the numbers"
+    )
     args = parser.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 2)
     if seeds < 1 or args.jobs < 1:
         parser.error(f"--seeds and --jobs must be >= 1 (got {seeds} and {args.jobs})")
-    recipe_weights = build_config(os.path.join(ABLATION_CONFIGS, FPN)).MODEL.WEIGHTS  # where the recipe expects the backbone
+    recipe_weights = build_config(
+        os.path.join(ABLATION_CONFIGS, FPN)
+    ).MODEL.WEIGHTS  # where the recipe expects the backbone
     output_dir = args.output_dir or os.path.dirname(recipe_weights) + ("_quick" if args.quick else "")
     os.makedirs(output_dir, exist_ok=True)
     start = time.perf_counter()
-    weights = pretrained_backbone(output_dir, os.path.basename(recipe_weights), QUICK_PRETRAIN_EPOCHS if args.quick else PRETRAIN_EPOCHS)
+    weights = pretrained_backbone(
+        output_dir, os.path.basename(recipe_weights), QUICK_PRETRAIN_EPOCHS if args.quick else PRETRAIN_EPOCHS
+    )
 
     jobs = {}
     for seed in range(seeds):
@@ -339,10 +421,16 @@ def main(argv=None) -> None:
     with open(os.path.join(output_dir, "table2.md"), "w") as f:
         f.write(table)
     bar_chart(summaries, os.path.join(output_dir, "table2.png"))
-    write_json_atomically(os.path.join(output_dir, "results.json"), {
-        "seeds": seeds, "quick": args.quick, "seconds": time.perf_counter() - start, "summaries": summaries,
-        "run_seconds": run_seconds,
-    })  # fmt: skip
+    write_json_atomically(
+        os.path.join(output_dir, "results.json"),
+        {
+            "seeds": seeds,
+            "quick": args.quick,
+            "seconds": time.perf_counter() - start,
+            "summaries": summaries,
+            "run_seconds": run_seconds,
+        },
+    )
     print(table)
     print(f"wrote {output_dir}/table2.md, table2.png, results.json ({time.perf_counter() - start:.0f} s)")
 

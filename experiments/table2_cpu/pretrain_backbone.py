@@ -13,11 +13,11 @@ files: ResNet parameter names (`stem.conv1.weight`, `res5.1.conv2.norm.bias`, ..
 suffix into any model that holds that ResNet (FPN bottom-up, plain backbone, or a C4 model's
 res5 ROI head). Prints the classification accuracy on CFG's first test set.
 """
+
 import argparse
 import os
 import pickle
 import time
-from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -35,7 +35,7 @@ CROP_MARGIN = 0.3  # of the box's side, on each side: context, as detection sees
 JITTER = 8  # pixels: training takes a random crop_size window of the crop_size + 2 * JITTER crop
 
 
-def instance_crops(dataset_dicts: List[dict], crop_size: int, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def instance_crops(dataset_dicts: list[dict], crop_size: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every annotated instance cropped from its image: (N, 3, S, S) uint8 BGR, (N,) class ids."""
     crops, labels = [], []
     for record in dataset_dicts:
@@ -97,14 +97,25 @@ def accuracy(model: nn.Module, crops: torch.Tensor, labels: torch.Tensor, batch_
     return (predictions == labels).float().mean().item()
 
 
-def pretrain_backbone(config_file: str, output_pkl: str, *, epochs: int, crop_size: int = 64, batch_size: int = 64,
-                      lr: float = 0.1, seed: int = 0, opts=()) -> dict:
+def pretrain_backbone(
+    config_file: str,
+    output_pkl: str,
+    *,
+    epochs: int,
+    crop_size: int = 64,
+    batch_size: int = 64,
+    lr: float = 0.1,
+    seed: int = 0,
+    opts=(),
+) -> dict:
     """Train CFG's ResNet as a crop classifier and write its weights to `output_pkl`.
 
     Returns {"train_accuracy", "test_accuracy", "num_train_crops", "seconds"}.
     """
     start = time.perf_counter()
-    cfg = build_config(config_file, list(opts) + ["MODEL.RESNETS.OUT_FEATURES", "['res5']", "MODEL.BACKBONE.FREEZE_AT", "0"])
+    cfg = build_config(
+        config_file, list(opts) + ["MODEL.RESNETS.OUT_FEATURES", "['res5']", "MODEL.BACKBONE.FREEZE_AT", "0"]
+    )
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     padded_size = crop_size + 2 * JITTER
     train_crops, train_labels = instance_crops(DatasetCatalog.get(cfg.DATASETS.TRAIN[0]), padded_size, num_classes)
@@ -132,8 +143,14 @@ def pretrain_backbone(config_file: str, output_pkl: str, *, epochs: int, crop_si
     weights = {name: value.detach().numpy() for name, value in resnet.state_dict().items()}
     partial = f"{output_pkl}.tmp{os.getpid()}"  # an interrupted write never leaves a torn file
     with open(partial, "wb") as f:
-        pickle.dump({"model": weights, "__author__": "mask_rcnn_ext experiments/table2_cpu/pretrain_backbone.py",
-                     "matching_heuristics": True}, f)
+        pickle.dump(
+            {
+                "model": weights,
+                "__author__": "mask_rcnn_ext experiments/table2_cpu/pretrain_backbone.py",
+                "matching_heuristics": True,
+            },
+            f,
+        )
     os.replace(partial, output_pkl)
     return {
         "train_accuracy": accuracy(model, centre_window(train_crops, crop_size), train_labels, 256),
@@ -151,9 +168,13 @@ def main(argv=None) -> None:
     parser.add_argument("--crop-size", type=int, default=64)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
-    stats = pretrain_backbone(args.config_file, args.output, epochs=args.epochs, crop_size=args.crop_size, opts=args.opts)
-    print(f"wrote {args.output}: crop classification accuracy {stats['train_accuracy']:.3f} (train), "
-          f"{stats['test_accuracy']:.3f} (test), {stats['num_train_crops']} train crops, {stats['seconds']:.0f} s")
+    stats = pretrain_backbone(
+        args.config_file, args.output, epochs=args.epochs, crop_size=args.crop_size, opts=args.opts
+    )
+    print(
+        f"wrote {args.output}: crop classification accuracy {stats['train_accuracy']:.3f} (train), "
+        f"{stats['test_accuracy']:.3f} (test), {stats['num_train_crops']} train crops, {stats['seconds']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

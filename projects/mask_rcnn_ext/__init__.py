@@ -3,6 +3,7 @@
 Importing this package registers all its components (datasets, backbones; later heads) in
 detectron2's registries and catalogs.
 """
+
 from . import data, modeling  # noqa: F401  (register the synthetic datasets and model components)
 from .config import add_mask_rcnn_ext_config
 from .config_files import get_config_file

@@ -1,4 +1,5 @@
 """The config keys mask_rcnn_ext adds to detectron2's: all under `cfg.MASK_RCNN_EXT`."""
+
 from detectron2.config import CfgNode as CN
 
 COCO_EVAL_BACKENDS = ("auto", "pycocotools", "detectron2_fast")

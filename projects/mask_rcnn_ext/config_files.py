@@ -3,9 +3,9 @@
 In a source checkout they are the repository's `configs/`; `pip install .` puts the same files in
 the package as `mask_rcnn_ext/configs/`. Their `_BASE_` paths are relative, so the tree is kept.
 """
+
 import importlib.resources
 from pathlib import Path
-from typing import List
 
 # The model `make demo` trains on the built-in synthetic data: masks and keypoints on 2 CPU cores.
 DEMO_CONFIG = "Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml"
@@ -28,7 +28,7 @@ def get_config_file(relative_path: str) -> str:
     return str(path)
 
 
-def config_names() -> List[str]:
+def config_names() -> list[str]:
     """Every shipped config, as the relative paths `get_config_file` takes, sorted."""
     root = config_root()
     return sorted(path.relative_to(root).as_posix() for path in root.rglob("*.yaml"))

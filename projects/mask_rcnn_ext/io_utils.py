@@ -1,11 +1,11 @@
 """Writing files so that an interrupted run never leaves a torn one, and concurrent ones do it once."""
+
 import contextlib
 import fcntl
 import glob
 import json
 import os
 from typing import IO, Callable
-
 
 TEMPORARY_SUFFIX = ".partial"
 

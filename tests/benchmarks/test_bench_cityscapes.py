@@ -1,4 +1,5 @@
 """benchmarks/cityscapes.py runs the official pipeline and ours on the same predictions."""
+
 import json
 
 import pytest

@@ -1,17 +1,32 @@
 """benchmarks/heads.py times every pooler, head and test read-out beside detectron2's in one run."""
+
 import json
 
 import pytest
 
-from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
-
 from benchmarks.heads import HEADS, OURS, REFERENCE, TORCHVISION, main
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
 
 def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     output = tmp_path / "heads.json"
-    main(["--iters", "1", "--pooler-rois", "16", "--head-rois", "8", "--test-rois", "4", "--image-size", "200", "304",
-          "--output", str(output)])
+    main(
+        [
+            "--iters",
+            "1",
+            "--pooler-rois",
+            "16",
+            "--head-rois",
+            "8",
+            "--test-rois",
+            "4",
+            "--image-size",
+            "200",
+            "304",
+            "--output",
+            str(output),
+        ]
+    )
     report = json.loads(output.read_text())
     assert set(report["poolers"]) == {REFERENCE, TORCHVISION} | {name for name, _ in ROI_FEATURE_OP_REGISTRY}
     assert set(report["heads"]) == set(HEADS) | {TORCHVISION}

@@ -1,18 +1,23 @@
 """benchmarks/peers.py runs ours and the peers on the same inputs and compares them."""
+
 import json
 
 import pytest
 import torch
+from conftest import SYNTHETIC_CONFIG
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from mask_rcnn_ext import build_config
-
 from benchmarks.peers import (
-    REFERENCE_OPTS, calibrate_frozen_batchnorm, detectron2_stock_config, to_torchvision_batch,
-    peak_memory_MiB, torchvision_maskrcnn, main,
+    REFERENCE_OPTS,
+    calibrate_frozen_batchnorm,
+    detectron2_stock_config,
+    main,
+    peak_memory_MiB,
+    to_torchvision_batch,
+    torchvision_maskrcnn,
 )
-from conftest import SYNTHETIC_CONFIG
+from mask_rcnn_ext import build_config
 
 
 def _params_millions(model):
@@ -51,7 +56,9 @@ def test_peers_do_the_same_work(quick_report):
 
 def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     rows = quick_report["groups"]["synthetic"]["rows"]
-    assert rows["ours"]["params_M"] == _params_millions(build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu"])))
+    assert rows["ours"]["params_M"] == _params_millions(
+        build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu"]))
+    )
     for name, opts in REFERENCE_OPTS.items():
         model = build_model(build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu", *opts]))
         assert rows[name]["params_M"] == _params_millions(model)
@@ -95,8 +102,11 @@ def test_calibration_normalises_every_frozen_batchnorm_of_resnet50():
     image = torch.rand(3, 128, 160)
     outputs = {}
     # A copy: torchvision's in-place ReLU overwrites the output after the hook.
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.clone()))
-             for n, m in model.named_modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.clone()))
+        for n, m in model.named_modules()
+        if type(m).__name__ == "FrozenBatchNorm2d"
+    ]
     calibrate_frozen_batchnorm(model, lambda: model([image]))
     model.eval()
     with torch.no_grad():

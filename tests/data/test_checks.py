@@ -1,5 +1,6 @@
 """Bad training data is caught before training (data/checks.py, engine/training_data.py,
 tools/check_dataset.py): each case is an error or a counted skip, named by file and annotation."""
+
 import copy
 import math
 import re
@@ -7,6 +8,7 @@ import re
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
@@ -15,8 +17,6 @@ from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data import synthetic_metadata
 from mask_rcnn_ext.data.checks import check_records
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, checked_training_records
-
-from conftest import SYNTHETIC_CONFIG, run_tool
 
 H, W = 20, 30
 SQUARE = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]
@@ -29,8 +29,14 @@ def image(tmp_path, name="a.png", size=(W, H)):
 
 
 def obj(**changes):
-    annotation = {"bbox": [2, 2, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1, "segmentation": [SQUARE],
-                  "iscrowd": 0, "keypoints": [5, 5, 2] * 2}
+    annotation = {
+        "bbox": [2, 2, 10, 10],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 1,
+        "segmentation": [SQUARE],
+        "iscrowd": 0,
+        "keypoints": [5, 5, 2] * 2,
+    }
     annotation.update(changes)
     return annotation
 
@@ -56,10 +62,16 @@ def test_sound_records_pass_unchanged(tmp_path):
         (lambda p: record(str(p / "gone.png"), obj()), r"gone.png': image file missing"),
         (lambda p: record(image(p, size=(W, H + 1)), obj()), r"image is 21x30 but the record says 20x30"),
         (lambda p: record(image(p), obj(category_id=3)), r"annotation #0: category_id 3 is not one of the 3 classes"),
-        (lambda p: record(image(p), obj(), obj(id=77, keypoints=[1, 1, 2])),
-         r"annotation #1, id 77: 3 keypoint values, expected 3 x 2"),
-        (lambda p: record(image(p), obj(segmentation=mask_util.encode(np.zeros((H, W + 1, 1), np.uint8, order="F"))[0])),
-         r"annotation #0: RLE of size \[20, 31\] in an image of 20x30"),
+        (
+            lambda p: record(image(p), obj(), obj(id=77, keypoints=[1, 1, 2])),
+            r"annotation #1, id 77: 3 keypoint values, expected 3 x 2",
+        ),
+        (
+            lambda p: record(
+                image(p), obj(segmentation=mask_util.encode(np.zeros((H, W + 1, 1), np.uint8, order="F"))[0])
+            ),
+            r"annotation #0: RLE of size \[20, 31\] in an image of 20x30",
+        ),
     ],
     ids=["missing_image", "size_differs", "unknown_category", "keypoint_count", "rle_size"],
 )
@@ -127,10 +139,14 @@ def registered(tmp_path):
 def test_training_start_refuses_errors_and_cleans_the_rest(tmp_path, registered):
     bad = registered("test_checks_bad", [record(str(tmp_path / "gone.png"), obj())])
     cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{bad}',)"])
-    with pytest.raises(ValueError, match=r"DATASETS.TRAIN \['test_checks_bad'\] cannot be trained on:\n1 errors\n.*gone.png"):
+    with pytest.raises(
+        ValueError, match=r"DATASETS.TRAIN \['test_checks_bad'\] cannot be trained on:\n1 errors\n.*gone.png"
+    ):
         checked_training_records(cfg)
     path = image(tmp_path)
-    fine = registered("test_checks_fine", [record(path, obj(), obj(bbox=[40, 2, 5, 5])), record(path, obj(bbox=[3, 3, 0, 5]))])
+    fine = registered(
+        "test_checks_fine", [record(path, obj(), obj(bbox=[40, 2, 5, 5])), record(path, obj(bbox=[3, 3, 0, 5]))]
+    )
     cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{fine}',)"])
     records = checked_training_records(cfg)
     assert [len(r["annotations"]) for r in records] == [1]  # the emptied image is not trained on
@@ -145,21 +161,26 @@ def test_an_image_failing_mid_training_is_named(tmp_path):
         mapper(record(str(path), obj()))
 
 
-REGISTRATION = '''
+REGISTRATION = """
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from mask_rcnn_ext.data import synthetic_metadata
 DatasetCatalog.register("tool_checked", lambda: [{{"file_name": {path!r}, "height": 20, "width": 30, "image_id": 1,
     "annotations": [{{"bbox": [2, 2, 5, 5], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 9}}]}}])
 MetadataCatalog.get("tool_checked").set(**synthetic_metadata())
-'''
+"""
 
 
 def test_check_dataset_tool(tmp_path):
     (tmp_path / "register_checked.py").write_text(REGISTRATION.format(path=image(tmp_path, size=(W, H + 5))))
     log = tmp_path / "log"
-    run_tool("check_dataset.py", ["tool_checked", "--import", "register_checked"], {"PYTHONPATH": str(tmp_path)}, log,
-             expected_exit_codes=(1,))
+    run_tool(
+        "check_dataset.py",
+        ["tool_checked", "--import", "register_checked"],
+        {"PYTHONPATH": str(tmp_path)},
+        log,
+        expected_exit_codes=(1,),
+    )
     text = log.read_text()
     assert "tool_checked: 1 images, 1 annotations: 2 errors" in text
     assert "image is 25x30 but the record says 20x30" in text and "category_id 9 is not one of the 7 classes" in text

@@ -1,5 +1,6 @@
 """The Cityscapes loader, the synthetic Cityscapes tree and the record cache, against the official
 cityscapesscripts tools and detectron2 v0.6's loader on the same files."""
+
 import glob
 import json
 import logging
@@ -12,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
@@ -26,8 +28,6 @@ from mask_rcnn_ext.data.cityscapes import (
 )
 from mask_rcnn_ext.data.cityscapes_labels import EVAL_VOID_LABEL_IDS, THING_CLASSES, THING_LABEL_IDS
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
-
-from conftest import REPO_ROOT
 
 NUM_IMAGES = 8
 
@@ -55,7 +55,10 @@ def test_synthetic_tree_has_the_official_layout(tree, root):
     for image_file in images:
         assert re.fullmatch(r"(aachen|bochum)_\d{6}_\d{6}_leftImg8bit\.png", os.path.basename(image_file))
         prefix = image_file.replace("leftImg8bit", "gtFine", 1)[: -len("leftImg8bit.png")] + "gtFine_"
-        with Image.open(prefix + "instanceIds.png") as instance_image, Image.open(prefix + "labelIds.png") as label_image:
+        with (
+            Image.open(prefix + "instanceIds.png") as instance_image,
+            Image.open(prefix + "labelIds.png") as label_image,
+        ):
             assert instance_image.mode == "I;16" and label_image.mode == "L"  # 16-bit and 8-bit, as published
         with open(prefix + "polygons.json") as f:
             assert set(json.load(f)) == {"imgHeight", "imgWidth", "objects"}
@@ -112,17 +115,23 @@ def test_records_equal_detectron2_v06_loader(tree):
         from detectron2.data.datasets.cityscapes import load_cityscapes_instances as detectron2_loader
     except ImportError as error:
         pytest.skip(f"detectron2's Cityscapes loader does not import here: {error}")
-    theirs = sorted(detectron2_loader(tree.image_dir, tree.gt_dir, from_json=False, to_polygons=False),
-                    key=lambda r: r["file_name"])
+    theirs = sorted(
+        detectron2_loader(tree.image_dir, tree.gt_dir, from_json=False, to_polygons=False), key=lambda r: r["file_name"]
+    )
     ours = load_cityscapes_instances(tree)
     assert len(ours) == len(theirs) == NUM_IMAGES
     for mine, reference in zip(ours, theirs):
         assert {k: mine[k] for k in ("file_name", "image_id", "height", "width")} == {
-            k: reference[k] for k in ("file_name", "image_id", "height", "width")}
+            k: reference[k] for k in ("file_name", "image_id", "height", "width")
+        }
         assert len(mine["annotations"]) == len(reference["annotations"])
         for a, b in zip(mine["annotations"], reference["annotations"]):
             assert (a["iscrowd"], a["category_id"], a["bbox_mode"], a["segmentation"]) == (
-                bool(b["iscrowd"]), b["category_id"], b["bbox_mode"], b["segmentation"])
+                bool(b["iscrowd"]),
+                b["category_id"],
+                b["bbox_mode"],
+                b["segmentation"],
+            )
             assert a["bbox"] == [b["bbox"][0], b["bbox"][1], b["bbox"][2] + 1, b["bbox"][3] + 1]
 
 
@@ -193,8 +202,11 @@ def test_registration(tree):
     register_cityscapes_instances("test_cityscapes_registration", tree.image_dir, tree.gt_dir)
     try:
         meta = MetadataCatalog.get("test_cityscapes_registration")
-        assert meta.thing_classes == THING_CLASSES == [
-            "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+        assert (
+            meta.thing_classes
+            == THING_CLASSES
+            == ["person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+        )
         assert meta.thing_dataset_id_to_contiguous_id == {24: 0, 25: 1, 26: 2, 27: 3, 28: 4, 31: 5, 32: 6, 33: 7}
         assert meta.evaluator_type == "cityscapes_instance"
         assert DatasetCatalog.get("test_cityscapes_registration") == load_cityscapes_instances(tree)
@@ -208,19 +220,35 @@ def test_prepare_cityscapes_caches_what_the_registered_datasets_load(root, tmp_p
     shutil.copytree(root, datasets / "cityscapes")
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets))
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "datasets", "prepare_cityscapes.py"), "--splits", "train", "test", "--workers", "2"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            os.path.join(REPO_ROOT, "datasets", "prepare_cityscapes.py"),
+            "--splits",
+            "train",
+            "test",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert re.search(r"cityscapes_instances_fine_train\s+8\s", result.stdout), result.stdout
     assert re.search(r"cityscapes_instances_fine_test\s+2\s", result.stdout), result.stdout
     caches = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(datasets / "cityscapes" / "cache" / "*.pkl"))}
     assert len(caches) == 2
     # the registered dataset now loads from the cache (a parse would rewrite it): same records as a fresh parse
-    load = "import mask_rcnn_ext, pickle, sys; from detectron2.data import DatasetCatalog; " \
-           "sys.stdout.buffer.write(pickle.dumps(DatasetCatalog.get('cityscapes_instances_fine_train')))"
+    load = (
+        "import mask_rcnn_ext, pickle, sys; from detectron2.data import DatasetCatalog; "
+        "sys.stdout.buffer.write(pickle.dumps(DatasetCatalog.get('cityscapes_instances_fine_train')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, check=True).stdout
-    fresh = load_cityscapes_instances(CityscapesTree(str(datasets / "cityscapes" / "leftImg8bit" / "train"),
-                                                     str(datasets / "cityscapes" / "gtFine" / "train")))
+    fresh = load_cityscapes_instances(
+        CityscapesTree(
+            str(datasets / "cityscapes" / "leftImg8bit" / "train"), str(datasets / "cityscapes" / "gtFine" / "train")
+        )
+    )
     assert pickle.loads(loaded) == fresh
     assert {p: os.stat(p).st_mtime_ns for p in caches} == caches
 

@@ -1,4 +1,5 @@
 """register_coco_keypoints: any keypoint set from a COCO json, checked at registration, flipped right."""
+
 import json
 
 import cv2
@@ -23,8 +24,18 @@ def coco_json(**fish) -> dict:
     for i in range(3):
         keypoints = [v for k in range(len(NAMES)) for v in (3 + 7 * k + i, 4 + 5 * k, 2)]
         images.append(dict(id=i + 1, file_name=f"{i}.png", width=WIDTH, height=HEIGHT))
-        annotations.append(dict(id=10 + i, image_id=i + 1, category_id=1, bbox=[2, 2, 34, 26], area=884,
-                                iscrowd=0, num_keypoints=len(NAMES), keypoints=keypoints))
+        annotations.append(
+            dict(
+                id=10 + i,
+                image_id=i + 1,
+                category_id=1,
+                bbox=[2, 2, 34, 26],
+                area=884,
+                iscrowd=0,
+                num_keypoints=len(NAMES),
+                keypoints=keypoints,
+            )
+        )
     categories = [{"id": 1, "name": "fish", "keypoints": NAMES, "skeleton": SKELETON, **fish}, dict(id=3, name="rock")]
     return dict(images=images, annotations=annotations, categories=categories)
 
@@ -59,14 +70,21 @@ def test_registration_reads_names_skeleton_and_classes(tmp_path, name):
     assert meta.thing_dataset_id_to_contiguous_id == {1: 0, 3: 1}
     assert (meta.evaluator_type, meta.json_file, meta.image_root) == ("coco", json_file, str(tmp_path))
     rules = meta.keypoint_connection_rules
-    assert [(a, b) for a, b, _ in rules] == [("head", "back"), ("back", "tail"), ("left_fin", "back"), ("right_fin", "back")]
+    assert [(a, b) for a, b, _ in rules] == [
+        ("head", "back"),
+        ("back", "tail"),
+        ("left_fin", "back"),
+        ("right_fin", "back"),
+    ]
     colours = [colour for _, _, colour in rules]
     assert len(set(colours)) == len(colours)
     assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in colours)
 
 
 def test_without_sigmas_the_uniform_default_is_used_with_a_warning(tmp_path, name):
-    with pytest.warns(UserWarning, match=f"'{name}'.* has no keypoint_oks_sigmas; .*sigma {DEFAULT_OKS_SIGMA} for each of its 5"):
+    with pytest.warns(
+        UserWarning, match=f"'{name}'.* has no keypoint_oks_sigmas; .*sigma {DEFAULT_OKS_SIGMA} for each of its 5"
+    ):
         register_coco_keypoints(name, write(tmp_path, coco_json()), str(tmp_path))
     assert MetadataCatalog.get(name).keypoint_oks_sigmas == [DEFAULT_OKS_SIGMA] * 5
     assert DEFAULT_OKS_SIGMA == round(float(np.mean(COCO_PERSON_OKS_SIGMAS)), 3)  # as its comment says
@@ -79,22 +97,53 @@ def _drop_keypoints_of_annotation_11(coco):
 @pytest.mark.parametrize(
     "edit, kwargs, message",
     [
-        pytest.param(None, dict(keypoint_oks_sigmas=[0.05] * 4), r"4 keypoint_oks_sigmas for 5 keypoint_names", id="sigma_count"),
-        pytest.param(None, dict(keypoint_oks_sigmas=[0.05, 0.05, 0.0, 0.05, -1]),
-                     r"keypoint_oks_sigmas must be positive, got \[0.05, 0.05, 0.0", id="sigma_sign"),
-        pytest.param(None, dict(keypoint_flip_map=[("left_fin", "right_wing")]),
-                     r"keypoint_flip_map names unknown keypoints \['right_wing'\]", id="flip_unknown"),
-        pytest.param(None, dict(keypoint_flip_map=[("left_fin", "right_fin"), ("tail", "left_fin")]),
-                     r"keypoint_flip_map puts 'left_fin' in 2 pairs", id="flip_twice"),
-        pytest.param(None, dict(keypoint_flip_map=[("tail", "tail")]), r"keypoint_flip_map pairs 'tail' with itself", id="flip_self"),
-        pytest.param(dict(skeleton=[[1, 4], [1, 6], [0, 2]]), {},
-                     r"skeleton edges \[\[1, 6\], \[0, 2\]\] are not pairs of keypoint indices in 1..5", id="skeleton"),
+        pytest.param(
+            None, dict(keypoint_oks_sigmas=[0.05] * 4), r"4 keypoint_oks_sigmas for 5 keypoint_names", id="sigma_count"
+        ),
+        pytest.param(
+            None,
+            dict(keypoint_oks_sigmas=[0.05, 0.05, 0.0, 0.05, -1]),
+            r"keypoint_oks_sigmas must be positive, got \[0.05, 0.05, 0.0",
+            id="sigma_sign",
+        ),
+        pytest.param(
+            None,
+            dict(keypoint_flip_map=[("left_fin", "right_wing")]),
+            r"keypoint_flip_map names unknown keypoints \['right_wing'\]",
+            id="flip_unknown",
+        ),
+        pytest.param(
+            None,
+            dict(keypoint_flip_map=[("left_fin", "right_fin"), ("tail", "left_fin")]),
+            r"keypoint_flip_map puts 'left_fin' in 2 pairs",
+            id="flip_twice",
+        ),
+        pytest.param(
+            None,
+            dict(keypoint_flip_map=[("tail", "tail")]),
+            r"keypoint_flip_map pairs 'tail' with itself",
+            id="flip_self",
+        ),
+        pytest.param(
+            dict(skeleton=[[1, 4], [1, 6], [0, 2]]),
+            {},
+            r"skeleton edges \[\[1, 6\], \[0, 2\]\] are not pairs of keypoint indices in 1..5",
+            id="skeleton",
+        ),
         pytest.param(dict(keypoints=NAMES[:4] + ["head"]), {}, r"keypoint_names repeats \['head'\]", id="names_repeat"),
-        pytest.param(_drop_keypoints_of_annotation_11, {}, r"1 annotations \(ids \[11\]\) lack the 15 keypoint values",
-                     id="annotation_lacks_keypoints"),
+        pytest.param(
+            _drop_keypoints_of_annotation_11,
+            {},
+            r"1 annotations \(ids \[11\]\) lack the 15 keypoint values",
+            id="annotation_lacks_keypoints",
+        ),
         pytest.param(dict(keypoints=[]), {}, r"no category has 'keypoints'", id="no_keypoint_category"),
-        pytest.param(lambda coco: coco["categories"][1].update(keypoints=["a", "b"]), {},
-                     r"categories name different keypoints \('fish': \['head', .*'rock': \['a', 'b'\]\)", id="two_sets"),
+        pytest.param(
+            lambda coco: coco["categories"][1].update(keypoints=["a", "b"]),
+            {},
+            r"categories name different keypoints \('fish': \['head', .*'rock': \['a', 'b'\]\)",
+            id="two_sets",
+        ),
     ],
 )
 def test_bad_keypoint_sets_are_refused_naming_the_json(tmp_path, name, edit, kwargs, message):
@@ -135,12 +184,18 @@ def test_records_carry_3k_keypoint_values(tmp_path, name):
     ],
 )
 def test_horizontal_flip_mirrors_x_and_swaps_only_flip_pairs(tmp_path, name, flip_map, order):
-    register_coco_keypoints(name, write(tmp_path, coco_json()), str(tmp_path), keypoint_flip_map=flip_map,
-                            keypoint_oks_sigmas=SIGMAS)
+    register_coco_keypoints(
+        name, write(tmp_path, coco_json()), str(tmp_path), keypoint_flip_map=flip_map, keypoint_oks_sigmas=SIGMAS
+    )
     flip_indices = create_keypoint_hflip_indices([name])
     assert flip_indices == order
-    mapper = DatasetMapper(True, augmentations=[T.RandomFlip(prob=1.0, horizontal=True, vertical=False)],
-                           image_format="BGR", use_keypoint=True, keypoint_hflip_indices=flip_indices)
+    mapper = DatasetMapper(
+        True,
+        augmentations=[T.RandomFlip(prob=1.0, horizontal=True, vertical=False)],
+        image_format="BGR",
+        use_keypoint=True,
+        keypoint_hflip_indices=flip_indices,
+    )
     for record in DatasetCatalog.get(name):
         before = np.array(record["annotations"][0]["keypoints"]).reshape(-1, 3)
         after = mapper(record)["instances"].gt_keypoints.tensor[0].numpy()

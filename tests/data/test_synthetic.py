@@ -1,4 +1,5 @@
 """The synthetic generator: deterministic, and its annotations agree with its pixels."""
+
 import collections
 import json
 import os
@@ -68,7 +69,7 @@ def test_mask_pixels_carry_their_instance_colours(samples):
 
 
 def test_visible_masks_do_not_overlap(samples):
-    for image, instances in samples:
+    for _image, instances in samples:
         coverage = np.sum([inst["visible_mask"] for inst in instances], axis=0)
         assert coverage.max() <= 1
 
@@ -77,7 +78,7 @@ def test_annotations_decode_to_the_visible_masks(samples, split):
     json_path, _ = split
     coco = COCO(json_path)
     kinds = collections.Counter()
-    for index, (image, instances) in enumerate(samples):
+    for index, (_image, instances) in enumerate(samples):
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=[index + 1]))
         assert len(annotations) == len(instances)
         for ann, inst in zip(annotations, instances):
@@ -96,7 +97,9 @@ def test_rings_have_holes_in_their_masks(samples):
     for _, instances in samples:
         for inst in instances:
             if inst["category"] == "ring":
-                _, hierarchy = cv2.findContours(inst["visible_mask"].astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+                _, hierarchy = cv2.findContours(
+                    inst["visible_mask"].astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
+                )
                 holes += int((hierarchy[0][:, 3] >= 0).any())
     assert holes >= 3
 

@@ -1,5 +1,6 @@
 """The detectron2 this project installs: imports alone, fails clearly where its extension is missing,
 and the installer refuses an sdist its fixes were not written for."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,5 +1,6 @@
 """A training killed with SIGKILL, between checkpoints or in the middle of writing one, resumes
 with `--resume` from its last complete checkpoint and finishes; no checkpoint is lost or torn."""
+
 import json
 import os
 import re
@@ -9,15 +10,24 @@ import sys
 import time
 
 import torch
-
 from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
 
 MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
-SHORT_RUN = ["SOLVER.MAX_ITER", MAX_ITER, "SOLVER.CHECKPOINT_PERIOD", PERIOD, "SOLVER.STEPS", "(6,)",
-             "SOLVER.WARMUP_ITERS", 2, "DATASETS.TEST", "()"]
+SHORT_RUN = [
+    "SOLVER.MAX_ITER",
+    MAX_ITER,
+    "SOLVER.CHECKPOINT_PERIOD",
+    PERIOD,
+    "SOLVER.STEPS",
+    "(6,)",
+    "SOLVER.WARMUP_ITERS",
+    2,
+    "DATASETS.TEST",
+    "()",
+]
 # Imported into the training process (tools/train_net.py --import): when the file it names is being
 # written, write a part of it and die as `kill -9` would.
-KILL_DURING_SAVE = '''
+KILL_DURING_SAVE = """
 import os, torch
 _save = torch.save
 def save(obj, f, *args, **kwargs):
@@ -26,12 +36,20 @@ def save(obj, f, *args, **kwargs):
         os.kill(os.getpid(), 9)
     return _save(obj, f, *args, **kwargs)
 torch.save = save
-'''
+"""
 
 
 def train_command(output_dir, *extra):
-    return [sys.executable, os.path.join(TOOLS_DIR, "train_net.py"), "--config-file", SYNTHETIC_CONFIG, *extra,
-            "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+    return [
+        sys.executable,
+        os.path.join(TOOLS_DIR, "train_net.py"),
+        "--config-file",
+        SYNTHETIC_CONFIG,
+        *extra,
+        "OUTPUT_DIR",
+        str(output_dir),
+        *map(str, SHORT_RUN),
+    ]
 
 
 def assert_finished_whole(output_dir):
@@ -51,15 +69,24 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
     (tmp_path / "kill_during_save.py").write_text(KILL_DURING_SAVE)
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env, KILL_WHILE_WRITING="model_0000005.pth", PYTHONPATH=str(tmp_path))
-    killed = subprocess.run(train_command(output_dir, "--import", "kill_during_save"), cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.run(
+        train_command(output_dir, "--import", "kill_during_save"),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert killed.returncode == -signal.SIGKILL
     with open(output_dir / "last_checkpoint") as f:
         assert f.read() == "model_0000002.pth"  # the newest complete checkpoint
     assert not (output_dir / "model_0000005.pth").exists()  # the torn write never took the real name
     assert [p.name for p in output_dir.glob("model_0000005.pth.partial*")]  # it stayed a temporary file
-    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
-             datasets_env, tmp_path / "resume.log")
+    run_tool(
+        "train_net.py",
+        ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
+        datasets_env,
+        tmp_path / "resume.log",
+    )
     assert "Starting training from iteration 3" in (output_dir / "log.txt").read_text()
     assert_finished_whole(output_dir)
     assert not list(output_dir.glob("*.partial*"))  # the leftover was cleared by the next write
@@ -68,8 +95,9 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
 def test_killed_between_checkpoints(tmp_path, datasets_env):
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env)
-    process = subprocess.Popen(train_command(output_dir), cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        train_command(output_dir), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (output_dir / "model_0000005.pth").exists():  # tagged after it is complete
         assert process.poll() is None and time.time() < deadline, "training ended before the kill"
@@ -78,13 +106,17 @@ def test_killed_between_checkpoints(tmp_path, datasets_env):
     assert process.wait() == -signal.SIGKILL
     with open(output_dir / "last_checkpoint") as f:
         assert f.read() in ("model_0000002.pth", "model_0000005.pth")  # the newest complete one
-    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
-             datasets_env, tmp_path / "resume.log")
+    run_tool(
+        "train_net.py",
+        ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
+        datasets_env,
+        tmp_path / "resume.log",
+    )
     assert_finished_whole(output_dir)
 
 
 # Imported into the training process: the mask loss of the NAN_AT_STEP-th training step is NaN.
-NAN_MASK_LOSS = '''
+NAN_MASK_LOSS = """
 import os
 from detectron2.modeling.meta_arch import GeneralizedRCNN
 _forward, steps = GeneralizedRCNN.forward, [0]
@@ -96,7 +128,7 @@ def forward(self, batched_inputs):
             losses["loss_mask"] = losses["loss_mask"] * float("nan")
     return losses
 GeneralizedRCNN.forward = forward
-'''
+"""
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, datasets_env):
@@ -105,8 +137,13 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, da
     env = dict(os.environ, **datasets_env, NAN_AT_STEP="6", PYTHONPATH=str(tmp_path))
     log = tmp_path / "train.log"
     with open(log, "w") as out:
-        result = subprocess.run(train_command(output_dir, "--import", "nan_mask_loss"), cwd=REPO_ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            train_command(output_dir, "--import", "nan_mask_loss"),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     text = log.read_text()
     assert result.returncode != 0
     # detectron2 stops at the step, names it and every loss (loss_mask: nan), before the optimizer step

@@ -1,16 +1,17 @@
 """Multi-process training and evaluation on the CPU (GLOO) through detectron2's launcher:
 `tools/train_net.py --num-gpus 2` on a machine without a GPU."""
+
 import json
 import os
 import subprocess
 import sys
 
-from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
-
 from conftest import REPO_ROOT, SYNTHETIC_CONFIG, run_tool
 
+from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
+
 # Each rank reports its parameters before and after 3 iterations; rank 0 compares them.
-TRAIN_SCRIPT = '''
+TRAIN_SCRIPT = """
 import json, sys, torch
 from detectron2.engine import launch
 from detectron2.utils import comm
@@ -36,7 +37,7 @@ def main(out):
 
 if __name__ == "__main__":
     launch(main, 2, dist_url="auto", args=(sys.argv[1],))
-'''
+"""
 
 
 def cpu_only(datasets_env):
@@ -46,8 +47,9 @@ def cpu_only(datasets_env):
 def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
     script = tmp_path / "train_two.py"
     script.write_text(TRAIN_SCRIPT.format(config=SYNTHETIC_CONFIG))
-    subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=REPO_ROOT, env=cpu_only(datasets_env),
-                   check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], cwd=REPO_ROOT, env=cpu_only(datasets_env), check=True, timeout=600
+    )
     with open(tmp_path / "ranks.json") as f:
         ranks = json.load(f)
     assert ranks["world_size"] == 2
@@ -59,9 +61,22 @@ def test_two_process_evaluation_equals_one_process(trained_run, tmp_path, datase
     """The demo model evaluated by 2 CPU processes (each half of synthetic_val, predictions
     gathered by COCOEvaluator and the keypoint diagnostics) gives the single process's numbers."""
     output_dir = tmp_path / "eval2"
-    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--eval-only", "--num-gpus", "2",
-                              "MODEL.WEIGHTS", os.path.join(trained_run, "model_final.pth"), "OUTPUT_DIR", output_dir],
-             {**datasets_env, "CUDA_VISIBLE_DEVICES": ""}, tmp_path / "log")
+    run_tool(
+        "train_net.py",
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--eval-only",
+            "--num-gpus",
+            "2",
+            "MODEL.WEIGHTS",
+            os.path.join(trained_run, "model_final.pth"),
+            "OUTPUT_DIR",
+            output_dir,
+        ],
+        {**datasets_env, "CUDA_VISIBLE_DEVICES": ""},
+        tmp_path / "log",
+    )
     with open(output_dir / EVAL_RESULTS_FILE) as f:
         two = json.load(f)
     with open(os.path.join(trained_run, EVAL_RESULTS_FILE)) as f:
@@ -73,9 +88,23 @@ def test_train_net_trains_with_two_cpu_processes(tmp_path, datasets_env):
     """The command users run: `tools/train_net.py --num-gpus 2` without a GPU trains in 2 GLOO
     processes to the end and saves the final checkpoint once."""
     output_dir = tmp_path / "train2"
-    run_tool("train_net.py", ["--config-file", SYNTHETIC_CONFIG, "--num-gpus", "2", "SOLVER.MAX_ITER", "3",
-                              "DATASETS.TEST", "()", "OUTPUT_DIR", output_dir],
-             {**datasets_env, "CUDA_VISIBLE_DEVICES": ""}, tmp_path / "log")
+    run_tool(
+        "train_net.py",
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--num-gpus",
+            "2",
+            "SOLVER.MAX_ITER",
+            "3",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            output_dir,
+        ],
+        {**datasets_env, "CUDA_VISIBLE_DEVICES": ""},
+        tmp_path / "log",
+    )
     log = (output_dir / "log.txt").read_text()
     assert "World size: 2" in log
     assert sorted(p.name for p in output_dir.glob("*.pth")) == ["model_final.pth"]

@@ -1,14 +1,14 @@
 """The Trainer's checkpointable state: what `--resume` restores, in-process on a tiny split."""
+
 import pytest
 import torch
+from conftest import SYNTHETIC_CONFIG
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from mask_rcnn_ext.data.builtin import register_synthetic_split
 from mask_rcnn_ext.data.synthetic import SyntheticSpec
 from mask_rcnn_ext.engine import Trainer, build_config
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
-
-from conftest import SYNTHETIC_CONFIG
 
 SPLIT = "trainer_state_test"
 
@@ -17,9 +17,22 @@ SPLIT = "trainer_state_test"
 def config(tmp_path_factory):
     root = tmp_path_factory.mktemp("trainer_state")
     register_synthetic_split(SPLIT, SyntheticSpec(num_images=4, seed=11), str(root / "data"))
-    opts = ["DATASETS.TRAIN", f"('{SPLIT}',)", "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "3",
-            "SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0", "SEED", "3",
-            "OUTPUT_DIR", str(root / "out")]  # fmt: skip
+    opts = [
+        "DATASETS.TRAIN",
+        f"('{SPLIT}',)",
+        "DATASETS.TEST",
+        "()",
+        "SOLVER.MAX_ITER",
+        "3",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "SEED",
+        "3",
+        "OUTPUT_DIR",
+        str(root / "out"),
+    ]
     yield build_config(SYNTHETIC_CONFIG, opts)
     DatasetCatalog.remove(SPLIT)
     MetadataCatalog.remove(SPLIT)

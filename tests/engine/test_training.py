@@ -1,5 +1,6 @@
 """The demo's training run by tools/train_net.py (the `trained_run` fixture): the model learns,
 evaluates with COCO metrics, checkpoints, reloads and resumes."""
+
 import json
 import os
 import shutil
@@ -7,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SYNTHETIC_CONFIG, run_tool
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
-
-from conftest import SYNTHETIC_CONFIG, run_tool
 
 # Floors a little under what this run reaches (README "Results" has the measured
 # values); a model that stops learning any of the three tasks falls below them.
@@ -80,10 +80,18 @@ def test_checkpoint_holds_weights_and_state(trained_run):
 def test_eval_only_reproduces_the_final_evaluation(trained_run, datasets_env, tmp_path):
     run_tool(
         "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--eval-only",
-         "MODEL.WEIGHTS", os.path.join(trained_run, "model_final.pth"), "OUTPUT_DIR", tmp_path],
-        datasets_env, tmp_path / "stdout.log",
-    )  # fmt: skip
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            os.path.join(trained_run, "model_final.pth"),
+            "OUTPUT_DIR",
+            tmp_path,
+        ],
+        datasets_env,
+        tmp_path / "stdout.log",
+    )
     assert _eval_results(tmp_path) == _eval_results(trained_run)
 
 
@@ -92,10 +100,20 @@ def test_resume_continues_from_the_last_checkpoint(trained_run, datasets_env, tm
     shutil.copytree(trained_run, resumed)
     run_tool(
         "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--resume", "SOLVER.MAX_ITER", MAX_ITER + 10,
-         "DATASETS.TEST", "()", "OUTPUT_DIR", resumed],
-        datasets_env, tmp_path / "stdout.log",
-    )  # fmt: skip
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--resume",
+            "SOLVER.MAX_ITER",
+            MAX_ITER + 10,
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            resumed,
+        ],
+        datasets_env,
+        tmp_path / "stdout.log",
+    )
     checkpoint = torch.load(resumed / "model_final.pth", weights_only=True)
     assert checkpoint["iteration"] == MAX_ITER + 9
     before, after = (_logged_iterations(d / "metrics.json") for d in (Path(trained_run), resumed))

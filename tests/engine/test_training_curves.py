@@ -1,4 +1,5 @@
 """Reading detectron2's metrics.json and plotting losses + learning rate."""
+
 import json
 
 import cv2
@@ -14,13 +15,16 @@ def _write_metrics(path, records):
 
 def test_read_metrics_keeps_training_records_and_the_latest_of_repeats(tmp_path):
     metrics = tmp_path / "metrics.json"
-    _write_metrics(metrics, [
-        {"iteration": 19, "total_loss": 3.0, "loss_mask": 0.7, "lr": 0.01},
-        {"iteration": 39, "total_loss": 2.0, "loss_mask": 0.6, "lr": 0.02},
-        {"iteration": 39, "bbox/AP": 12.0},  # an evaluation record: not a training one
-        {"iteration": 39, "total_loss": 2.5, "loss_mask": 0.65, "lr": 0.02},  # logged again after a resume
-        {"iteration": 59, "total_loss": 1.0, "loss_mask": 0.5, "lr": 0.02},
-    ])  # fmt: skip
+    _write_metrics(
+        metrics,
+        [
+            {"iteration": 19, "total_loss": 3.0, "loss_mask": 0.7, "lr": 0.01},
+            {"iteration": 39, "total_loss": 2.0, "loss_mask": 0.6, "lr": 0.02},
+            {"iteration": 39, "bbox/AP": 12.0},  # an evaluation record: not a training one
+            {"iteration": 39, "total_loss": 2.5, "loss_mask": 0.65, "lr": 0.02},  # logged again after a resume
+            {"iteration": 59, "total_loss": 1.0, "loss_mask": 0.5, "lr": 0.02},
+        ],
+    )
     records = read_metrics(str(metrics))
     assert [(r["iteration"], r["total_loss"]) for r in records] == [(19, 3.0), (39, 2.5), (59, 1.0)]
 
@@ -43,7 +47,9 @@ def test_read_metrics_takes_the_training_records_whatever_the_line_order(tmp_pat
 
 def test_plot_writes_a_png(tmp_path):
     metrics = tmp_path / "metrics.json"
-    _write_metrics(metrics, [{"iteration": i, "total_loss": 3.0 / (i + 1), "loss_cls": 1.0, "lr": 0.02} for i in range(0, 100, 20)])
+    _write_metrics(
+        metrics, [{"iteration": i, "total_loss": 3.0 / (i + 1), "loss_cls": 1.0, "lr": 0.02} for i in range(0, 100, 20)]
+    )
     png = tmp_path / "curves.png"
     plot_training_curves(str(metrics), str(png))
     assert cv2.imread(str(png)).shape == (700, 800, 3)

@@ -1,6 +1,7 @@
 """CityscapesInstanceEvaluator against the official cityscapesscripts evaluation, run as detectron2
 runs it (a PNG per mask, then evaluateImgLists) on the same predictions: the AP matrix and every
 average must be float-equal."""
+
 import json
 import os
 import subprocess
@@ -9,17 +10,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from detectron2.data import MetadataCatalog
 from PIL import Image
 
+from benchmarks.cityscapes import model_output, simulated_predictions
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata
 from mask_rcnn_ext.data.cityscapes_labels import THING_CLASSES, name2label
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator, average_precisions, average_results, match_image
-
-from benchmarks.cityscapes import model_output, simulated_predictions
-from benchmarks.official_cityscapes import evaluate_official, write_predictions
-from conftest import REPO_ROOT
 
 PERSON, RIDER, CAR, TRUCK, BUS, CARAVAN, BICYCLE = (
     name2label[n].id for n in ("person", "rider", "car", "truck", "bus", "caravan", "bicycle")
@@ -200,7 +200,9 @@ def test_evaluator_scores_only_the_images_it_is_given(tmp_path, synthetic_tree, 
         evaluator.process([{"file_name": image_file}], [model_output(masks, labels, scores)])
         write_predictions(str(tmp_path / "pred"), image_file, masks, labels, scores)
     results = evaluator.evaluate()["cityscapes_segm"]
-    official = evaluate_official([synthetic_tree.gt_file(f) for f in images], str(tmp_path / "pred"), str(tmp_path / "work"))
+    official = evaluate_official(
+        [synthetic_tree.gt_file(f) for f in images], str(tmp_path / "pred"), str(tmp_path / "work")
+    )
     assert results["AP"] == 100 * official["averages"]["allAp"]
     assert results["AP50"] == 100 * official["averages"]["allAp50%"]
     for name in THING_CLASSES:
@@ -217,7 +219,7 @@ def test_masks_of_another_size_name_the_image(synthetic_tree, registered_tree):
         evaluator.process([{"file_name": image_file}], [model_output(masks, [PERSON], np.ones(1, np.float32))])
 
 
-DISTRIBUTED_SCRIPT = '''
+DISTRIBUTED_SCRIPT = """
 import json, sys
 import numpy as np
 import torch.distributed as dist
@@ -247,14 +249,15 @@ def worker(rank, tree, out):
 
 if __name__ == "__main__":
     mp.spawn(worker, args=(CityscapesTree({image_dir!r}, {gt_dir!r}), {out!r}), nprocs=2)
-'''
+"""
 
 
 def test_two_processes_give_the_single_process_results(tmp_path, synthetic_tree, registered_tree):
     out = str(tmp_path / "results.json")
     script = tmp_path / "distributed.py"
-    script.write_text(DISTRIBUTED_SCRIPT.format(image_dir=synthetic_tree.image_dir,
-                                                gt_dir=synthetic_tree.gt_dir, out=out))
+    script.write_text(
+        DISTRIBUTED_SCRIPT.format(image_dir=synthetic_tree.image_dir, gt_dir=synthetic_tree.gt_dir, out=out)
+    )
     subprocess.run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=REPO_ROOT), check=True, timeout=300)
     evaluator = CityscapesInstanceEvaluator(registered_tree, distributed=False)
     for i, image_file in enumerate(synthetic_tree.image_files()):

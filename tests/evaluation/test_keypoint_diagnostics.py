@@ -1,4 +1,5 @@
 """Per-keypoint diagnostics: hand-computed cases, agreement with pycocotools, the evaluator end to end."""
+
 import contextlib
 import copy
 import io
@@ -195,23 +196,43 @@ def _tiny_keypoint_coco(num_keypoints: int, seed: int = 0):
     images, annotations, detections = [], [], []
 
     def annotate(image_id, category_id, box, keypoints, iscrowd=0):
-        annotations.append({
-            "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id, "iscrowd": iscrowd,
-            "bbox": [int(b) for b in box], "area": int(box[2] * box[3]),
-            "keypoints": [int(v) for v in keypoints.flatten()], "num_keypoints": int((keypoints[:, 2] > 0).sum()),
-        })  # fmt: skip
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": category_id,
+                "iscrowd": iscrowd,
+                "bbox": [int(b) for b in box],
+                "area": int(box[2] * box[3]),
+                "keypoints": [int(v) for v in keypoints.flatten()],
+                "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+            }
+        )
 
     def random_person(image_id):
         x, y, w, h = rng.integers(0, 180), rng.integers(0, 100), rng.integers(30, 130), rng.integers(30, 130)
-        keypoints = np.stack([rng.integers(x, x + w, num_keypoints), rng.integers(y, y + h, num_keypoints),
-                              rng.choice([0, 1, 2], num_keypoints, p=[0.2, 0.3, 0.5])], axis=1)  # fmt: skip
+        keypoints = np.stack(
+            [
+                rng.integers(x, x + w, num_keypoints),
+                rng.integers(y, y + h, num_keypoints),
+                rng.choice([0, 1, 2], num_keypoints, p=[0.2, 0.3, 0.5]),
+            ],
+            axis=1,
+        )
         keypoints[rng.integers(num_keypoints), 2] = 2
         annotate(image_id, PERSON, (x, y, w, h), keypoints)
 
     def detect(image_id, category_id, xy, box):
         keypoints = np.concatenate([np.round(xy * 64) / 64, np.ones((num_keypoints, 1))], axis=1)
-        detections.append({"image_id": image_id, "category_id": category_id, "bbox": [float(b) for b in box],
-                           "score": float(next(scores)), "keypoints": keypoints.flatten().tolist()})  # fmt: skip
+        detections.append(
+            {
+                "image_id": image_id,
+                "category_id": category_id,
+                "bbox": [float(b) for b in box],
+                "score": float(next(scores)),
+                "keypoints": keypoints.flatten().tolist(),
+            }
+        )
 
     for image_id in range(1, 5):
         images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 320, "height": 240})
@@ -270,9 +291,13 @@ def _model_outputs(name, detections):
         keypoints = torch.tensor([d["keypoints"] for d in mine], dtype=torch.float32).reshape(len(mine), -1, 3)
         keypoints[:, :, :2] += 0.5  # detectron2's continuous coordinates
         boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in mine)], dtype=torch.float32)
-        instances = Instances((240, 320), pred_boxes=Boxes(boxes), pred_keypoints=keypoints,
-                              scores=torch.tensor([d["score"] for d in mine], dtype=torch.float32),
-                              pred_classes=torch.tensor([to_contiguous[d["category_id"]] for d in mine]))  # fmt: skip
+        instances = Instances(
+            (240, 320),
+            pred_boxes=Boxes(boxes),
+            pred_keypoints=keypoints,
+            scores=torch.tensor([d["score"] for d in mine], dtype=torch.float32),
+            pred_classes=torch.tensor([to_contiguous[d["category_id"]] for d in mine]),
+        )
         inputs.append({"image_id": image_id})
         outputs.append({"instances": instances})
     return inputs, outputs
@@ -441,7 +466,11 @@ def test_only_the_images_given_are_scored(keypoint_dataset, tmp_path):
     evaluator.evaluate()
     written = json.loads((tmp_path / "keypoint_diagnostics.json").read_text())
     gt = json.loads(open(MetadataCatalog.get(name).json_file).read())
-    scored = [a for a in evaluated_annotations(gt["annotations"]) if a["image_id"] in (inputs[0]["image_id"], inputs[1]["image_id"])]
+    scored = [
+        a
+        for a in evaluated_annotations(gt["annotations"])
+        if a["image_id"] in (inputs[0]["image_id"], inputs[1]["image_id"])
+    ]
     second = [a for a in scored if a["image_id"] == inputs[1]["image_id"]]
     assert written["num_gt_people"] == len(scored) and second
     assert written["num_unmatched_people"] >= len(second)

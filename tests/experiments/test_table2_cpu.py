@@ -1,12 +1,12 @@
 """experiments/table2_cpu/ablate.py: the CPU-scale Table 2 pipeline end to end (--quick), and its verdicts."""
+
 import json
 import os
 
 import pytest
+from conftest import CONFIGS_DIR
 
 from experiments.table2_cpu.ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, main, run_command, run_fingerprint
-
-from conftest import CONFIGS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,10 @@ def test_results_are_reused_only_for_the_same_config_and_weights(quick_ablation)
 
 
 def summaries(first, second, task="segm"):
-    return {name: {task: {"AP": {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "values": v}}}
-            for name, v in (("a", first), ("b", second))}
+    return {
+        name: {task: {"AP": {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "values": v}}}
+        for name, v in (("a", first), ("b", second))
+    }
 
 
 @pytest.mark.parametrize(

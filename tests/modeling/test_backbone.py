@@ -1,4 +1,5 @@
 """build_narrow_resnet_fpn_backbone: detectron2's R18/R34-FPN exactly at width 64, narrower below."""
+
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -44,7 +45,11 @@ def test_half_width_channels_and_strides():
     backbone = build_backbone(resnet_fpn_cfg("build_narrow_resnet_fpn_backbone", width=32))
     bottom_up = backbone.bottom_up.output_shape()
     assert {k: (v.channels, v.stride) for k, v in bottom_up.items()} == {
-        "res2": (32, 4), "res3": (64, 8), "res4": (128, 16), "res5": (256, 32)}
+        "res2": (32, 4),
+        "res3": (64, 8),
+        "res4": (128, 16),
+        "res5": (256, 32),
+    }
     assert [s.stride for s in backbone.output_shape().values()] == [4, 8, 16, 32, 64]
 
 

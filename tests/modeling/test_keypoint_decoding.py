@@ -1,6 +1,7 @@
 """`decode_keypoint_heatmaps` returns exactly what detectron2's `heatmaps_to_keypoints` returns:
 COCO-sized heatmaps, boxes from sub-pixel to large with fractional corners, flat heatmaps (ties
 go to the first pixel), no RoIs at all, and on CUDA."""
+
 import pytest
 import torch
 from detectron2.structures import heatmaps_to_keypoints

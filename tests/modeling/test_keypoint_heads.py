@@ -2,10 +2,12 @@
 KRCNNConvDeconvUpsampleHead bit for bit; the loss equals a hand computation; keypoints are read
 from heatmaps as a slow reference says; empty batches train; in a full model the head sees only
 foreground proposals with a visible keypoint, and each task's loss weight scales its loss."""
+
 import math
 
 import pytest
 import torch
+from conftest import SYNTHETIC_CONFIG
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
@@ -18,8 +20,6 @@ from torch.nn import functional as F
 from mask_rcnn_ext import add_mask_rcnn_ext_config, build_config
 from mask_rcnn_ext.engine import config_errors
 from mask_rcnn_ext.modeling import KeypointMaskHead, keypoint_loss_normalizer, keypoint_softmax_loss, keypoint_targets
-
-from conftest import SYNTHETIC_CONFIG
 
 IMAGE_SIZE = (80, 96)
 POOLED = ShapeSpec(channels=8, height=14, width=14)
@@ -86,7 +86,10 @@ def run_training_step(head, features, instances):
 def test_keypoint_mask_head_is_detectron2_head(num_keypoints, by_visible):
     cfg = keypoint_cfg(
         num_keypoints,
-        **{"MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS": by_visible, "MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT": 2.5},
+        **{
+            "MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS": by_visible,
+            "MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT": 2.5,
+        },
     )
     torch.manual_seed(0)
     ours = build_keypoint_head(cfg, POOLED)
@@ -183,7 +186,9 @@ def test_keypoints_are_read_from_heatmaps_as_the_slow_reference():
 @pytest.mark.parametrize("case", ["no_foreground", "no_valid_keypoint"])
 def test_nothing_to_learn_gives_zero_loss_that_backpropagates(case, by_visible):
     torch.manual_seed(0)
-    head = build_keypoint_head(keypoint_cfg(5, **{"MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS": by_visible}), POOLED)
+    head = build_keypoint_head(
+        keypoint_cfg(5, **{"MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS": by_visible}), POOLED
+    )
     if case == "no_foreground":
         features, instances = torch.randn(0, 8, 14, 14), foreground_proposals(5, (0, 0))
     else:
@@ -241,12 +246,16 @@ def joint_model_inputs():
 def train_joint_model(opts=()):
     """Losses of one training step of the synthetic joint model with our keypoint head, and what
     the mask and keypoint heads received."""
-    cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointMaskHead", *opts])
+    cfg = build_config(
+        SYNTHETIC_CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointMaskHead", *opts]
+    )
     torch.manual_seed(0)
     model = build_model(cfg).train()
     received = {}
     for name in ("mask_head", "keypoint_head"):
-        getattr(model.roi_heads, name).register_forward_pre_hook(lambda _, args, name=name: received.update({name: args}))
+        getattr(model.roi_heads, name).register_forward_pre_hook(
+            lambda _, args, name=name: received.update({name: args})
+        )
     torch.manual_seed(1)  # proposal sampling draws random numbers
     with EventStorage():
         losses = model(joint_model_inputs())
@@ -274,7 +283,9 @@ def test_joint_model_trains_keypoints_on_foreground_proposals_with_a_visible_key
 
 def test_mask_and_keypoint_loss_weights_scale_their_losses():
     unweighted, _ = train_joint_model()
-    weighted, _ = train_joint_model(["MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT", "2.0", "MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT", "2.0"])
+    weighted, _ = train_joint_model(
+        ["MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT", "2.0", "MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT", "2.0"]
+    )
     assert weighted.keys() == unweighted.keys()
     for name, loss in unweighted.items():
         assert loss > 0
@@ -284,15 +295,29 @@ def test_mask_and_keypoint_loss_weights_scale_their_losses():
 @pytest.mark.parametrize(
     "opts, message",
     [
-        (["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointMaskHead", "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE", "0"],
-         r"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE=0: expected >= 1"),
-        (["MODEL.ROI_KEYPOINT_HEAD.NAME", "KRCNNConvDeconvUpsampleHead", "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE", "4"],
-         r"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE=4 is read by KeypointMaskHead .*; "
-         r"MODEL.ROI_KEYPOINT_HEAD.NAME='KRCNNConvDeconvUpsampleHead' would ignore it"),
-        (["MODEL.ROI_KEYPOINT_HEAD.NAME", "NoSuchKeypointHead"], r"MODEL.ROI_KEYPOINT_HEAD.NAME='NoSuchKeypointHead' is not registered"),
-        (["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead", "MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT", "2.0"],
-         r"MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT=2.0 is read by .*; "
-         r"MODEL.ROI_MASK_HEAD.NAME='MaskRCNNConvUpsampleHead' would weight loss_mask by 1 instead"),
+        (
+            ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointMaskHead", "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE", "0"],
+            r"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE=0: expected >= 1",
+        ),
+        (
+            [
+                "MODEL.ROI_KEYPOINT_HEAD.NAME",
+                "KRCNNConvDeconvUpsampleHead",
+                "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE",
+                "4",
+            ],
+            r"MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE=4 is read by KeypointMaskHead .*; "
+            r"MODEL.ROI_KEYPOINT_HEAD.NAME='KRCNNConvDeconvUpsampleHead' would ignore it",
+        ),
+        (
+            ["MODEL.ROI_KEYPOINT_HEAD.NAME", "NoSuchKeypointHead"],
+            r"MODEL.ROI_KEYPOINT_HEAD.NAME='NoSuchKeypointHead' is not registered",
+        ),
+        (
+            ["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead", "MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT", "2.0"],
+            r"MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT=2.0 is read by .*; "
+            r"MODEL.ROI_MASK_HEAD.NAME='MaskRCNNConvUpsampleHead' would weight loss_mask by 1 instead",
+        ),
     ],
 )
 def test_config_checks_name_the_keypoint_and_loss_weight_keys(opts, message):
@@ -301,8 +326,14 @@ def test_config_checks_name_the_keypoint_and_loss_weight_keys(opts, message):
 
 
 def test_config_checks_accept_our_heads_with_our_keys():
-    opts = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointMaskHead", "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE", "4",
-            "MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT", "2.0"]
+    opts = [
+        "MODEL.ROI_KEYPOINT_HEAD.NAME",
+        "KeypointMaskHead",
+        "MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE",
+        "4",
+        "MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT",
+        "2.0",
+    ]
     assert config_errors(build_config(SYNTHETIC_CONFIG, opts, freeze=False)) == []
 
 

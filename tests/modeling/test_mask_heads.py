@@ -1,5 +1,6 @@
 """Mask heads and losses: the FCN head + sigmoid loss is detectron2's MaskRCNNConvUpsampleHead bit
 for bit; the softmax and class-agnostic losses equal a hand computation; empty batches train."""
+
 import math
 
 import pytest
@@ -11,13 +12,16 @@ from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
+from benchmarks.peers import peak_memory_MiB
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import FCNMaskHead, MLPMaskHead
 from mask_rcnn_ext.modeling.mask_losses import (
-    BITMASK_CROP_CHUNK, mask_targets, sigmoid_mask_loss, softmax_mask_loss, softmax_mask_probabilities,
+    BITMASK_CROP_CHUNK,
+    mask_targets,
+    sigmoid_mask_loss,
+    softmax_mask_loss,
+    softmax_mask_probabilities,
 )
-
-from benchmarks.peers import peak_memory_MiB
 
 NUM_CLASSES = 5
 POOLED = ShapeSpec(channels=8, height=14, width=14)
@@ -41,7 +45,9 @@ def foreground_proposals(num_per_image=(3, 4), polygons=False, seed=0):
     for n in num_per_image:
         per_image = Instances((80, 96))
         corner = torch.rand(n, 2, generator=generator) * 40
-        per_image.proposal_boxes = Boxes(torch.cat([corner, corner + 8 + torch.rand(n, 2, generator=generator) * 40], 1))
+        per_image.proposal_boxes = Boxes(
+            torch.cat([corner, corner + 8 + torch.rand(n, 2, generator=generator) * 40], 1)
+        )
         per_image.gt_classes = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
         if polygons:
             per_image.gt_masks = PolygonMasks([[[10.0 + i, 5.0, 60.0, 20.0 + i, 30.0, 70.0]] for i in range(n)])
@@ -106,7 +112,9 @@ def test_bitmask_targets_are_detectron2s_crops_made_in_chunks_of_a_fraction_of_i
     count, height, width = 2 * BITMASK_CROP_CHUNK + 5, 400, 480
     proposals = Instances((height, width))
     corner = torch.rand(count, 2, generator=generator) * 300
-    proposals.proposal_boxes = Boxes(torch.cat([corner, corner + 4 + torch.rand(count, 2, generator=generator) * 150], 1))
+    proposals.proposal_boxes = Boxes(
+        torch.cat([corner, corner + 4 + torch.rand(count, 2, generator=generator) * 150], 1)
+    )
     proposals.gt_classes = torch.randint(0, NUM_CLASSES, (count,), generator=generator)
     proposals.gt_masks = BitMasks(torch.rand(count, height, width, generator=generator) > 0.5)
     boxes = proposals.proposal_boxes.tensor
@@ -128,7 +136,9 @@ def test_softmax_loss_by_hand():
     def nll(scores, target):
         return -math.log(math.exp(scores[target]) / sum(math.exp(s) for s in scores))
 
-    expected = (nll([0.5, 2.0, -1.0], 1) + nll([1.0, 0.0, 0.0], 2) + nll([0.0, 0.0, 3.0], 2) + nll([-2.0, 1.0, 1.0], 1)) / 4
+    expected = (
+        nll([0.5, 2.0, -1.0], 1) + nll([1.0, 0.0, 0.0], 2) + nll([0.0, 0.0, 3.0], 2) + nll([-2.0, 1.0, 1.0], 1)
+    ) / 4
     assert softmax_mask_loss(logits, torch.tensor([1]), gt_masks).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -140,7 +150,10 @@ def test_class_agnostic_loss_by_hand():
     def sigmoid(v):
         return 1 / (1 + math.exp(-v))
 
-    expected = -(math.log(sigmoid(1.0)) + math.log(1 - sigmoid(-1.0)) + math.log(sigmoid(0.0)) + math.log(1 - sigmoid(2.0))) / 4
+    expected = (
+        -(math.log(sigmoid(1.0)) + math.log(1 - sigmoid(-1.0)) + math.log(sigmoid(0.0)) + math.log(1 - sigmoid(2.0)))
+        / 4
+    )
     for gt_class in (0, 3):
         assert sigmoid_mask_loss(logits, torch.tensor([gt_class]), gt_masks).item() == pytest.approx(expected, rel=1e-6)
 
@@ -153,8 +166,10 @@ def test_softmax_read_out_by_hand():
         return 1 / (1 + math.exp(-v))
 
     read_out = softmax_mask_probabilities(logits.expand(2, -1, -1, -1), torch.tensor([1, 0]))
-    expected = [[sigmoid(2.0 - 1.0), sigmoid(0.0 - 3.0)],  # class 1: wins pixel 0, loses pixel 1 to background
-                [sigmoid(1.0 - 2.0), sigmoid(0.5 - 3.0)]]  # class 0: loses pixel 0 to class 1
+    expected = [
+        [sigmoid(2.0 - 1.0), sigmoid(0.0 - 3.0)],  # class 1: wins pixel 0, loses pixel 1 to background
+        [sigmoid(1.0 - 2.0), sigmoid(0.5 - 3.0)],
+    ]  # class 0: loses pixel 0 to class 1
     torch.testing.assert_close(read_out[:, 0, 0], torch.tensor(expected), rtol=1e-6, atol=0)
     # p_c of the winner is only e^2 / (e^1 + e^2 + e^0) = 0.67: the argmax, not p_c > 0.5, decides
     assert (read_out[:, 0, 0] > 0.5).tolist() == [[True, False], [False, False]]
@@ -211,7 +226,9 @@ def test_inference_gives_the_predicted_class_soft_mask(variant):
 
 
 def test_mlp_head_has_the_papers_layers():
-    cfg = mask_cfg(**{"MODEL.ROI_MASK_HEAD.NAME": "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS": [1024, 1024, 1024]})
+    cfg = mask_cfg(
+        **{"MODEL.ROI_MASK_HEAD.NAME": "MLPMaskHead", "MASK_RCNN_EXT.MASK_HEAD.MLP_FC_DIMS": [1024, 1024, 1024]}
+    )
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
     head = build_mask_head(cfg, ShapeSpec(channels=256, height=14, width=14))
     assert isinstance(head, MLPMaskHead)

@@ -2,6 +2,7 @@
 (boxes of every size, at the image's borders, below a pixel, groups split by padding and by
 grid size), `PastedROIMasks` through detectron2's own `detector_postprocess`, and the `MaskRCNN`
 meta-architecture against GeneralizedRCNN with the same weights."""
+
 import pytest
 import torch
 from detectron2.layers import paste_masks_in_image
@@ -27,7 +28,9 @@ def random_masks(count: int, image_shape, seed: int, largest: float = 0.6):
     return torch.rand(count, 28, 28, generator=generator), boxes
 
 
-@pytest.mark.parametrize("image_shape, count", [((800, 1333), 100), ((128, 160), 100), ((1024, 2048), 30), ((64, 64), 1)])
+@pytest.mark.parametrize(
+    "image_shape, count", [((800, 1333), 100), ((128, 160), 100), ((1024, 2048), 30), ((64, 64), 1)]
+)
 @pytest.mark.parametrize("threshold", [0.5, 0.2])
 def test_paste_masks_equals_detectron2(image_shape, count, threshold):
     masks, boxes = random_masks(count, image_shape, seed=count + image_shape[0])
@@ -49,7 +52,10 @@ def test_groups_split_by_padding_and_by_grid_size_still_equal_detectron2(monkeyp
 
 
 def test_no_masks_and_negative_threshold_are_detectron2s():
-    assert torch.equal(paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (30, 40)), paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (30, 40)))
+    assert torch.equal(
+        paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (30, 40)),
+        paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (30, 40)),
+    )
     masks, boxes = random_masks(5, (50, 60), seed=0)
     assert torch.equal(paste_masks(masks, boxes, (50, 60), -1), paste_masks_in_image(masks, boxes, (50, 60), -1))
 
@@ -64,9 +70,13 @@ def test_detector_postprocess_pastes_pasted_roi_masks_as_detectron2_pastes_tenso
     assert torch.equal(results[1], results[0])
 
 
-@pytest.mark.parametrize("config_name", ["Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml", "Synthetic/Ablation/mask_rcnn_R18_C4.yaml"])
+@pytest.mark.parametrize(
+    "config_name", ["Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml", "Synthetic/Ablation/mask_rcnn_R18_C4.yaml"]
+)
 def test_mask_rcnn_predicts_what_generalized_rcnn_predicts(config_name):
-    cfg = build_config(get_config_file(config_name), ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    cfg = build_config(
+        get_config_file(config_name), ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+    )
     assert cfg.MODEL.META_ARCHITECTURE == "MaskRCNN"
     torch.manual_seed(0)
     ours = build_model(cfg).eval()
@@ -77,7 +87,10 @@ def test_mask_rcnn_predicts_what_generalized_rcnn_predicts(config_name):
     assert type(reference) is GeneralizedRCNN
     reference.load_state_dict(ours.state_dict(), strict=True)
     generator = torch.Generator().manual_seed(1)
-    inputs = [{"image": torch.randint(0, 256, (3, 96, 128), generator=generator).float(), "height": 150, "width": 200} for _ in range(2)]
+    inputs = [
+        {"image": torch.randint(0, 256, (3, 96, 128), generator=generator).float(), "height": 150, "width": 200}
+        for _ in range(2)
+    ]
     with torch.no_grad():
         expected, actual = reference(inputs), ours(inputs)
         unprocessed = ours.inference(inputs, do_postprocess=False)

@@ -6,6 +6,7 @@ cached place, so nothing is downloaded and everything after the download is the 
 URL handlers, the .pkl reader, Caffe2 name conversion and suffix matching into our models (the
 backbone and, for C4, the res5 in our ROI head).
 """
+
 import os
 import pickle
 import re
@@ -13,17 +14,20 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS_DIR
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
 
-from conftest import CONFIGS_DIR
-
 CACHED_URL_PATH = "detectron2/ImageNetPretrained/MSRA/R-50.pkl"  # under $FVCORE_CACHE
 
 
-STEM_NAMES = {"stem.conv1.weight": "conv1_w", "stem.conv1.norm.weight": "res_conv1_bn_s", "stem.conv1.norm.bias": "res_conv1_bn_b"}
+STEM_NAMES = {
+    "stem.conv1.weight": "conv1_w",
+    "stem.conv1.norm.weight": "res_conv1_bn_s",
+    "stem.conv1.norm.bias": "res_conv1_bn_b",
+}
 
 
 def caffe2_name(resnet_name: str) -> str:
@@ -58,12 +62,16 @@ def msra_r50_in_cache(tmp_path_factory):
     """An MSRA-format R-50.pkl at the place iopath caches detectron2://ImageNetPretrained/MSRA/R-50.pkl.
 
     Written once: iopath remembers a URL's cached file for the whole process."""
-    cfg = build_config(os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN.yaml"), ["MODEL.DEVICE", "cpu"])
+    cfg = build_config(
+        os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN.yaml"), ["MODEL.DEVICE", "cpu"]
+    )
     model = build_model(cfg)
     state = model.state_dict()
     generator = torch.Generator().manual_seed(0)
-    blobs = {caffe2_name(resnet_name): torch.randn(state[name].shape, generator=generator).numpy()
-             for name, resnet_name in resnet_parameters(model).items()}  # fmt: skip
+    blobs = {
+        caffe2_name(resnet_name): torch.randn(state[name].shape, generator=generator).numpy()
+        for name, resnet_name in resnet_parameters(model).items()
+    }
     blobs["fc1000_w"] = np.zeros((1000, 2048), dtype=np.float32)  # an ImageNet classifier, unused
     cache = tmp_path_factory.mktemp("fvcore_cache")
     cached = cache / CACHED_URL_PATH

@@ -1,5 +1,6 @@
 """The RoI feature ops of Table 2(c): detectron2's and torchvision's where the definitions coincide,
 a slow reference written out here where they have no counterpart, and gradcheck in float64."""
+
 import math
 
 import pytest
@@ -50,8 +51,12 @@ def bilinear(feature_map, y, x):
     else:
         x_high = x_low + 1
     ly, lx = y - y_low, x - x_low
-    return ((1 - ly) * (1 - lx) * feature_map[:, y_low, x_low] + (1 - ly) * lx * feature_map[:, y_low, x_high]
-            + ly * (1 - lx) * feature_map[:, y_high, x_low] + ly * lx * feature_map[:, y_high, x_high])
+    return (
+        (1 - ly) * (1 - lx) * feature_map[:, y_low, x_low]
+        + (1 - ly) * lx * feature_map[:, y_low, x_high]
+        + ly * (1 - lx) * feature_map[:, y_high, x_low]
+        + ly * lx * feature_map[:, y_high, x_high]
+    )
 
 
 def reference_roi_op(features, rois, output_size, scale, sampling_ratio, *, aligned, round_rois, aggregate):
@@ -60,7 +65,9 @@ def reference_roi_op(features, rois, output_size, scale, sampling_ratio, *, alig
     offset = 0.5 if aligned else 0.0
     for k, (batch, *corners) in enumerate(rois.tolist()):
         if round_rois:  # C's round(): half away from zero
-            corners = [math.floor(c * scale + 0.5) / scale if c >= 0 else math.ceil(c * scale - 0.5) / scale for c in corners]
+            corners = [
+                math.floor(c * scale + 0.5) / scale if c >= 0 else math.ceil(c * scale - 0.5) / scale for c in corners
+            ]
         x0, y0, x1, y1 = (c * scale - offset for c in corners)
         width, height = x1 - x0, y1 - y0
         if not aligned:
@@ -68,11 +75,17 @@ def reference_roi_op(features, rois, output_size, scale, sampling_ratio, *, alig
         bin_h, bin_w = height / out_h, width / out_w
         for ph in range(out_h):
             for pw in range(out_w):
-                samples = torch.stack([
-                    bilinear(features[int(batch)], y0 + ph * bin_h + (iy + 0.5) * bin_h / sampling_ratio,
-                             x0 + pw * bin_w + (ix + 0.5) * bin_w / sampling_ratio)
-                    for iy in range(sampling_ratio) for ix in range(sampling_ratio)
-                ])  # fmt: skip
+                samples = torch.stack(
+                    [
+                        bilinear(
+                            features[int(batch)],
+                            y0 + ph * bin_h + (iy + 0.5) * bin_h / sampling_ratio,
+                            x0 + pw * bin_w + (ix + 0.5) * bin_w / sampling_ratio,
+                        )
+                        for iy in range(sampling_ratio)
+                        for ix in range(sampling_ratio)
+                    ]
+                )
                 output[k, :, ph, pw] = samples.max(0).values if aggregate == "max" else samples.mean(0)
     return output
 
@@ -81,7 +94,9 @@ def test_reference_is_torchvision_roi_align_where_both_average():
     features, rois = random_inputs()
     for aligned in (False, True):
         expected = roi_align(features, rois, OUTPUT_SIZE, SCALE, 2, aligned)
-        actual = reference_roi_op(features, rois, OUTPUT_SIZE, SCALE, 2, aligned=aligned, round_rois=False, aggregate="avg")
+        actual = reference_roi_op(
+            features, rois, OUTPUT_SIZE, SCALE, 2, aligned=aligned, round_rois=False, aggregate="avg"
+        )
         torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
 
 
@@ -119,7 +134,9 @@ def test_max_with_one_sample_per_bin_is_average():
     features, rois = random_inputs(dtype=torch.float32)
     for aligned in (False, True):
         expected = roi_align(features, rois, OUTPUT_SIZE, SCALE, 1, aligned)
-        torch.testing.assert_close(roi_align_max(features, rois, OUTPUT_SIZE, SCALE, 1, aligned), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            roi_align_max(features, rois, OUTPUT_SIZE, SCALE, 1, aligned), expected, rtol=0, atol=1e-5
+        )
 
 
 def test_roiwarp_is_roialign_for_rois_on_the_feature_grid():
@@ -144,8 +161,9 @@ def test_roiwarp_is_roialign_for_rois_on_the_feature_grid():
 @pytest.mark.parametrize("sampling_ratio", [1, 2, 3])
 def test_op_matches_slow_reference(name, aligned, round_rois, aggregate, sampling_ratio):
     features, rois = random_inputs(seed=sampling_ratio)
-    expected = reference_roi_op(features, rois, OUTPUT_SIZE, SCALE, sampling_ratio,
-                                aligned=aligned, round_rois=round_rois, aggregate=aggregate)
+    expected = reference_roi_op(
+        features, rois, OUTPUT_SIZE, SCALE, sampling_ratio, aligned=aligned, round_rois=round_rois, aggregate=aggregate
+    )
     torch.testing.assert_close(op(name, sampling_ratio)(features, rois), expected, rtol=0, atol=1e-12)
 
 

@@ -2,6 +2,7 @@
 StandardROIHeads / Res5ROIHeads (same modules, losses, gradients and detections); with ours they
 use the pooler and res5 they are asked for; sampled proposals share their ground-truth bitmasks
 instead of copying one per proposal."""
+
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -11,8 +12,7 @@ from detectron2.structures import BitMasks, Boxes, Instances, Keypoints
 from detectron2.utils.events import EventStorage
 
 from mask_rcnn_ext import add_mask_rcnn_ext_config
-from mask_rcnn_ext.modeling import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
-from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
+from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, AnyPoolerRes5ROIHeads, AnyPoolerROIHeads
 from mask_rcnn_ext.modeling.proposal_masks import ProposalBitMasks
 
 IMAGE_SIZE = (96, 128)
@@ -55,7 +55,9 @@ def c4_cfg(roi_heads_name, depth=50):
 def features(shapes, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return {
-        name: torch.randn(2, shape.channels, IMAGE_SIZE[0] // shape.stride, IMAGE_SIZE[1] // shape.stride, generator=generator)
+        name: torch.randn(
+            2, shape.channels, IMAGE_SIZE[0] // shape.stride, IMAGE_SIZE[1] // shape.stride, generator=generator
+        )
         for name, shape in shapes.items()
     }
 
@@ -73,7 +75,9 @@ def proposals_and_targets(seed=0):
         t.gt_boxes = Boxes(torch.tensor([[4.0, 6.0, 50.0, 70.0], [30.0, 20.0, 90.0, 60.0]]))
         t.gt_classes = torch.tensor([0, 2])
         t.gt_masks = BitMasks(torch.rand(2, *IMAGE_SIZE, generator=generator) > 0.5)
-        keypoints = torch.rand(2, 4, 3, generator=generator) * torch.tensor([128.0, 96.0, 0.0]) + torch.tensor([0.0, 0.0, 2.0])
+        keypoints = torch.rand(2, 4, 3, generator=generator) * torch.tensor([128.0, 96.0, 0.0]) + torch.tensor(
+            [0.0, 0.0, 2.0]
+        )
         t.gt_keypoints = Keypoints(keypoints)
         targets.append(t)
     return proposals, targets
@@ -139,7 +143,10 @@ def test_each_head_uses_the_pooler_it_names():
     cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE = "ROIAlign"
     heads = build_roi_heads(cfg, FPN_SHAPES)
     assert [type(op).__name__ for op in heads.box_pooler.level_poolers] == ["ROIPool"] * 4
-    assert all(isinstance(op, ROI_FEATURE_OP_REGISTRY.get("ROIWarpMax")) and op.sampling_ratio == 2 for op in heads.mask_pooler.level_poolers)
+    assert all(
+        isinstance(op, ROI_FEATURE_OP_REGISTRY.get("ROIWarpMax")) and op.sampling_ratio == 2
+        for op in heads.mask_pooler.level_poolers
+    )
     assert [op.spatial_scale for op in heads.keypoint_pooler.level_poolers] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
     losses, _, detections = train_and_infer(heads, features(FPN_SHAPES))
     assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask", "loss_keypoint"}

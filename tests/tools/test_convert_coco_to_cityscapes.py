@@ -1,4 +1,5 @@
 """tools/convert_coco_to_cityscapes.py: the COCO -> Cityscapes weight surgery on R-50-FPN Mask R-CNNs."""
+
 import os
 import pickle
 import re
@@ -6,16 +7,16 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from conftest import CONFIGS_DIR, import_tool
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
 
-from conftest import CONFIGS_DIR, import_tool
-
 CITYSCAPES_FROM_COCO, convert_state_dict, main = (
-    getattr(import_tool("convert_coco_to_cityscapes"), name) for name in ("CITYSCAPES_FROM_COCO", "convert_state_dict", "main")
+    getattr(import_tool("convert_coco_to_cityscapes"), name)
+    for name in ("CITYSCAPES_FROM_COCO", "convert_state_dict", "main")
 )
 
 CONFIG = os.path.join(CONFIGS_DIR, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN.yaml")
@@ -86,11 +87,18 @@ def assert_loads_without_missing_or_unexpected_keys(path, state_dict, overrides=
 
 
 def test_class_table_follows_our_cityscapes_and_detectron2s_coco_class_orders():
-    assert [name for name, _ in CITYSCAPES_FROM_COCO] == MetadataCatalog.get("cityscapes_instances_fine_train").thing_classes
+    assert [name for name, _ in CITYSCAPES_FROM_COCO] == MetadataCatalog.get(
+        "cityscapes_instances_fine_train"
+    ).thing_classes
     coco_classes = MetadataCatalog.get("coco_2017_train").thing_classes
     assert [(name, coco_classes[coco_id]) for name, coco_id in CITYSCAPES_FROM_COCO if coco_id is not None] == [
-        ("person", "person"), ("car", "car"), ("truck", "truck"), ("bus", "bus"), ("train", "train"),
-        ("motorcycle", "motorcycle"), ("bicycle", "bicycle"),
+        ("person", "person"),
+        ("car", "car"),
+        ("truck", "truck"),
+        ("bus", "bus"),
+        ("train", "train"),
+        ("motorcycle", "motorcycle"),
+        ("bicycle", "bicycle"),
     ]
 
 
@@ -107,8 +115,10 @@ def test_class_rows_are_the_coco_rows_in_cityscapes_order(coco, converted):
         for suffix in ("weight", "bias"):
             assert torch.equal(city[f"{CLS}.{suffix}"][city_id], coco_sd[f"{CLS}.{suffix}"][coco_id])
             assert torch.equal(city[f"{MASK}.{suffix}"][city_id], coco_sd[f"{MASK}.{suffix}"][coco_id])
-            assert torch.equal(city[f"{BBOX}.{suffix}"][4 * city_id: 4 * city_id + 4],
-                               coco_sd[f"{BBOX}.{suffix}"][4 * coco_id: 4 * coco_id + 4])
+            assert torch.equal(
+                city[f"{BBOX}.{suffix}"][4 * city_id : 4 * city_id + 4],
+                coco_sd[f"{BBOX}.{suffix}"][4 * coco_id : 4 * coco_id + 4],
+            )
     for suffix in ("weight", "bias"):  # background: last, index K, in both
         assert torch.equal(city[f"{CLS}.{suffix}"][8], coco_sd[f"{CLS}.{suffix}"][80])
 
@@ -134,7 +144,9 @@ def test_rider_is_initialised_as_detectron2_initialises_the_layers(coco, convert
 
 def test_the_seed_decides_rider_alone(coco, converted):
     again = convert_state_dict(coco.state_dict)  # the default seed, main's default
-    assert set(again) == set(converted.state_dict) and all(torch.equal(again[key], converted.state_dict[key]) for key in again)
+    assert set(again) == set(converted.state_dict) and all(
+        torch.equal(again[key], converted.state_dict[key]) for key in again
+    )
     other = convert_state_dict(coco.state_dict, seed=1)
     for prefix, rows in ((CLS, 1), (BBOX, 4), (MASK, 1)):
         rider = slice(rows * RIDER, rows * RIDER + rows)
@@ -147,9 +159,13 @@ def test_the_seed_decides_rider_alone(coco, converted):
 def test_a_model_zoo_pkl_converts_as_its_pth(coco, converted, tmp_path):
     pkl = tmp_path / "coco.pkl"
     with open(pkl, "wb") as f:
-        pickle.dump({"model": {k: v.numpy() for k, v in coco.state_dict.items()}, "__author__": "Detectron2 Model Zoo"}, f)
+        pickle.dump(
+            {"model": {k: v.numpy() for k, v in coco.state_dict.items()}, "__author__": "Detectron2 Model Zoo"}, f
+        )
     city = convert_with_main(str(pkl), tmp_path / "cityscapes.pth")
-    assert set(city) == set(converted.state_dict) and all(torch.equal(city[key], converted.state_dict[key]) for key in city)
+    assert set(city) == set(converted.state_dict) and all(
+        torch.equal(city[key], converted.state_dict[key]) for key in city
+    )
 
 
 def test_class_agnostic_box_and_mask_outputs_are_copied(tmp_path, capsys):

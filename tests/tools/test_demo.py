@@ -1,5 +1,6 @@
 """tools/demo.py on the trained model: PNGs and predictions.json, unreadable inputs reported;
 skeletons of any keypoint set drawn."""
+
 import json
 import os
 import shutil
@@ -7,14 +8,13 @@ import shutil
 import cv2
 import numpy as np
 import torch
+from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext.data import register_coco_keypoints
 from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES, THING_CLASSES
-
-from conftest import SYNTHETIC_CONFIG, run_tool
 
 
 def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, datasets_env, tmp_path):
@@ -27,11 +27,24 @@ def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, 
     output = tmp_path / "vis"
     run_tool(
         "demo.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--input", inputs, tmp_path / "missing.jpg",
-         "--output", output, "--confidence-threshold", "0.05",
-         "--opts", "MODEL.WEIGHTS", os.path.join(trained_run, "model_final.pth")],
-        datasets_env, tmp_path / "stdout.log", expected_exit_codes=(2,),  # some inputs skipped
-    )  # fmt: skip
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--input",
+            inputs,
+            tmp_path / "missing.jpg",
+            "--output",
+            output,
+            "--confidence-threshold",
+            "0.05",
+            "--opts",
+            "MODEL.WEIGHTS",
+            os.path.join(trained_run, "model_final.pth"),
+        ],
+        datasets_env,
+        tmp_path / "stdout.log",
+        expected_exit_codes=(2,),  # some inputs skipped
+    )
     log = (tmp_path / "stdout.log").read_text()
     assert "corrupt.png: cannot read image" in log and "missing.jpg: cannot read image" in log
 
@@ -54,10 +67,21 @@ def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, 
 def test_demo_exits_1_when_nothing_is_readable(trained_run, datasets_env, tmp_path):
     run_tool(
         "demo.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--input", tmp_path / "nothing_here_*.png", "--output", tmp_path / "vis",
-         "--opts", "MODEL.WEIGHTS", os.path.join(trained_run, "model_final.pth")],
-        datasets_env, tmp_path / "stdout.log", expected_exit_codes=(1,),
-    )  # fmt: skip
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--input",
+            tmp_path / "nothing_here_*.png",
+            "--output",
+            tmp_path / "vis",
+            "--opts",
+            "MODEL.WEIGHTS",
+            os.path.join(trained_run, "model_final.pth"),
+        ],
+        datasets_env,
+        tmp_path / "stdout.log",
+        expected_exit_codes=(1,),
+    )
     assert "matched no image" in (tmp_path / "stdout.log").read_text()
 
 
@@ -68,7 +92,9 @@ def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):
     names = ["head", "left_fin", "right_fin", "back", "tail"]
     category = dict(id=1, name="fish", keypoints=names, skeleton=[[1, 4], [4, 5], [2, 4], [3, 4]])
     (tmp_path / "fish.json").write_text(json.dumps(dict(images=[], annotations=[], categories=[category])))
-    register_coco_keypoints("demo_test_fish", str(tmp_path / "fish.json"), str(tmp_path), keypoint_oks_sigmas=[0.05] * 5)
+    register_coco_keypoints(
+        "demo_test_fish", str(tmp_path / "fish.json"), str(tmp_path), keypoint_oks_sigmas=[0.05] * 5
+    )
     metadata = MetadataCatalog.get("demo_test_fish")
 
     # A star around "back": head left, tail right, fins above and below; (x, y, score) per keypoint.

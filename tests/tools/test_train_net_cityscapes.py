@@ -1,22 +1,22 @@
 """A Cityscapes model trained and evaluated by tools/train_net.py on the synthetic Cityscapes tree,
 and its predictions scored by the official cityscapesscripts evaluation too."""
+
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS_DIR, run_tool
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
+from benchmarks.official_cityscapes import evaluate_official, write_predictions
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances, tree_from_metadata
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
-
-from conftest import CONFIGS_DIR, run_tool
-from benchmarks.official_cityscapes import evaluate_official, write_predictions
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN.yaml")
 
@@ -25,8 +25,12 @@ CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn
 def cityscapes_run(tmp_path_factory, datasets_env):
     """OUTPUT_DIR of the synthetic Cityscapes config trained as it stands (about 6 minutes on 2 cores)."""
     output_dir = str(tmp_path_factory.mktemp("cityscapes_run"))
-    run_tool("train_net.py", ["--config-file", CITYSCAPES_CONFIG, "OUTPUT_DIR", output_dir], datasets_env,
-             os.path.join(output_dir, "stdout.log"))
+    run_tool(
+        "train_net.py",
+        ["--config-file", CITYSCAPES_CONFIG, "OUTPUT_DIR", output_dir],
+        datasets_env,
+        os.path.join(output_dir, "stdout.log"),
+    )
     return output_dir
 
 
@@ -66,8 +70,13 @@ def test_trained_model_scores_equal_the_official_evaluation(cityscapes_run, data
             outputs = model(inputs)
             evaluator.process(inputs, outputs)
             instances = outputs[0]["instances"]
-            write_predictions(str(tmp_path / "pred"), inputs[0]["file_name"], instances.pred_masks.numpy(),
-                              [THING_LABEL_IDS[c] for c in instances.pred_classes.tolist()], instances.scores.numpy())
+            write_predictions(
+                str(tmp_path / "pred"),
+                inputs[0]["file_name"],
+                instances.pred_masks.numpy(),
+                [THING_LABEL_IDS[c] for c in instances.pred_classes.tolist()],
+                instances.scores.numpy(),
+            )
     ours = evaluator.evaluate()["cityscapes_segm"]
     official = evaluate_official([tree.gt_file(f) for f in images], str(tmp_path / "pred"), str(tmp_path / "work"))
     assert ours["AP"] == 100 * official["averages"]["allAp"] > 20

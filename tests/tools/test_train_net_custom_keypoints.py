@@ -1,27 +1,31 @@
 """K != 17 end to end: a keypoint set of 4 midline body points with no flip pairs, registered by a
 user module with `register_coco_keypoints`, trained and evaluated by tools/train_net.py."""
+
 import json
 import os
 
 import numpy as np
 import torch
+from conftest import SYNTHETIC_CONFIG, run_tool
 
 from mask_rcnn_ext.data.builtin import SYNTHETIC_SPLITS
 from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES, ensure_coco_split
 
-from conftest import SYNTHETIC_CONFIG, run_tool
-
 # Each midline point is the middle of two COCO keypoints (a point with itself is that point), so
 # a horizontal flip maps every one to itself: the set needs no flip map.
-MIDLINE = {"head": ("left_ear", "right_ear"), "neck": ("left_shoulder", "right_shoulder"),
-           "pelvis": ("left_hip", "right_hip"), "nose": ("nose", "nose")}  # fmt: skip
+MIDLINE = {
+    "head": ("left_ear", "right_ear"),
+    "neck": ("left_shoulder", "right_shoulder"),
+    "pelvis": ("left_hip", "right_hip"),
+    "nose": ("nose", "nose"),
+}
 MIDLINE_SKELETON = [[4, 1], [1, 2], [2, 3]]
 
-REGISTRATION_MODULE = '''
+REGISTRATION_MODULE = """
 from mask_rcnn_ext.data import register_coco_keypoints
 for split in ("train", "val"):
     register_coco_keypoints(f"midline_{{split}}", {jsons}[split], {image_roots}[split])
-'''
+"""
 
 
 def midline_coco(coco: dict) -> dict:
@@ -33,8 +37,11 @@ def midline_coco(coco: dict) -> dict:
         k4 = np.zeros((len(MIDLINE), 3))
         for i, (a, b) in enumerate(MIDLINE.values()):
             if k17[index[a], 2] > 0 and k17[index[b], 2] > 0:
-                k4[i] = ((k17[index[a], 0] + k17[index[b], 0]) / 2, (k17[index[a], 1] + k17[index[b], 1]) / 2,
-                         min(k17[index[a], 2], k17[index[b], 2]))  # fmt: skip
+                k4[i] = (
+                    (k17[index[a], 0] + k17[index[b], 0]) / 2,
+                    (k17[index[a], 1] + k17[index[b], 1]) / 2,
+                    min(k17[index[a], 2], k17[index[b], 2]),
+                )
         annotations.append(dict(ann, keypoints=k4.flatten().tolist(), num_keypoints=int((k4[:, 2] > 0).sum())))
     categories = [dict(c) for c in coco["categories"]]
     categories[0].update(keypoints=list(MIDLINE), skeleton=MIDLINE_SKELETON)
@@ -59,12 +66,31 @@ def test_a_four_keypoint_set_trains_and_evaluates_through_train_net(datasets_env
     env = dict(datasets_env, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     run_tool(
         "train_net.py",
-        ["--import", "midline_datasets", "--config-file", SYNTHETIC_CONFIG,
-         "DATASETS.TRAIN", "('midline_train',)", "DATASETS.TEST", "('midline_val',)",
-         "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", 4, "SOLVER.MAX_ITER", 20, "SOLVER.WARMUP_ITERS", 5,
-         "SOLVER.STEPS", "()", "TEST.DETECTIONS_PER_IMAGE", 20, "OUTPUT_DIR", output_dir],
-        env, str(tmp_path / "train_net.log"),
-    )  # fmt: skip
+        [
+            "--import",
+            "midline_datasets",
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "DATASETS.TRAIN",
+            "('midline_train',)",
+            "DATASETS.TEST",
+            "('midline_val',)",
+            "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS",
+            4,
+            "SOLVER.MAX_ITER",
+            20,
+            "SOLVER.WARMUP_ITERS",
+            5,
+            "SOLVER.STEPS",
+            "()",
+            "TEST.DETECTIONS_PER_IMAGE",
+            20,
+            "OUTPUT_DIR",
+            output_dir,
+        ],
+        env,
+        str(tmp_path / "train_net.log"),
+    )
 
     with open(tmp_path / "train_net.log") as f:
         log = f.read()

@@ -1,6 +1,7 @@
 """Datasets: the built-in synthetic splits and Cityscapes (registered on import), the generators,
 `register_coco_keypoints` for a COCO-format keypoint json with any keypoint set, and
 `register_cityscapes_instances` for any tree in the Cityscapes layout."""
+
 from . import builtin  # noqa: F401  (registers the datasets)
 from .builtin import SYNTHETIC_SPLITS, register_synthetic_split, synthetic_metadata
 from .cityscapes import CityscapesTree, load_cityscapes_instances, register_cityscapes_instances

@@ -6,8 +6,9 @@
   once and cached under `cityscapes/cache/`;
 * a synthetic Cityscapes tree, generated on first use under `synthetic_cityscapes/`.
 """
+
 import os
-from typing import Dict, Optional
+from typing import Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -30,7 +31,7 @@ from .synthetic_cityscapes import SyntheticCityscapesSpec, ensure_split
 # among up to 3 shapes (the keypoint-focused config).
 _MIXED = dict(person_probability=1.0, min_people=2, max_people=3, min_objects=1, max_objects=5)
 _PEOPLE = dict(person_probability=1.0, min_people=2, max_people=3, min_objects=0, max_objects=3)
-SYNTHETIC_SPLITS: Dict[str, SyntheticSpec] = {
+SYNTHETIC_SPLITS: dict[str, SyntheticSpec] = {
     "synthetic_train": SyntheticSpec(num_images=1000, seed=1, **_MIXED),
     "synthetic_val": SyntheticSpec(num_images=100, seed=2, **_MIXED),
     "synthetic_people_train": SyntheticSpec(num_images=1000, seed=3, **_PEOPLE),
@@ -71,8 +72,11 @@ def register_all_synthetic(root: str) -> None:
 
 
 # Names differ from detectron2's `cityscapes_fine_instance_seg_*`, which its own catalog holds.
-CITYSCAPES_SPLITS = {"cityscapes_instances_fine_train": "train", "cityscapes_instances_fine_val": "val",
-                     "cityscapes_instances_fine_test": "test"}  # fmt: skip
+CITYSCAPES_SPLITS = {
+    "cityscapes_instances_fine_train": "train",
+    "cityscapes_instances_fine_val": "val",
+    "cityscapes_instances_fine_test": "test",
+}
 
 
 def cityscapes_root(datasets_root: Optional[str] = None) -> str:
@@ -96,7 +100,7 @@ def register_all_cityscapes(datasets_root: str) -> None:
 
 
 # A street-scene tree small enough to train on 2 cores (images 512 x 256).
-SYNTHETIC_CITYSCAPES_SPLITS: Dict[str, SyntheticCityscapesSpec] = {
+SYNTHETIC_CITYSCAPES_SPLITS: dict[str, SyntheticCityscapesSpec] = {
     "synthetic_cityscapes_train": SyntheticCityscapesSpec("train", 300, seed=11, cities=("aachen", "bochum", "bremen")),
     "synthetic_cityscapes_val": SyntheticCityscapesSpec("val", 40, seed=12, cities=("frankfurt", "lindau", "munster")),
     "synthetic_cityscapes_test": SyntheticCityscapesSpec(

@@ -18,12 +18,14 @@ rest of the image trains):
 Objects are named by image file and index in the record's `annotations` (plus the annotation `id`
 when the record keeps it).
 """
+
 import collections
 import copy
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 from detectron2.structures import BoxMode
@@ -36,9 +38,9 @@ MAX_EXAMPLES = 5  # per kind of problem, in reports
 class CheckReport:
     """What `check_records` found: error messages, and counts (with a few examples) of what it skipped."""
 
-    errors: List[str] = field(default_factory=list)
-    skipped: Dict[str, int] = field(default_factory=collections.Counter)
-    examples: Dict[str, List[str]] = field(default_factory=lambda: collections.defaultdict(list))
+    errors: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=collections.Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: collections.defaultdict(list))
 
     def skip(self, kind: str, where: str) -> None:
         self.skipped[kind] += 1
@@ -79,7 +81,9 @@ def _check_image(record: dict, read_images: bool, report: CheckReport) -> None:
         return
     recorded = (record.get("height"), record.get("width"))
     if recorded != (None, None) and recorded != (height, width):
-        report.errors.append(f"{_where(record)}: image is {height}x{width} but the record says {recorded[0]}x{recorded[1]}")
+        report.errors.append(
+            f"{_where(record)}: image is {height}x{width} but the record says {recorded[0]}x{recorded[1]}"
+        )
 
 
 def _clean_polygons(polygons: Sequence, record: dict, index: int, report: CheckReport) -> Optional[list]:
@@ -96,7 +100,7 @@ def _clean_polygons(polygons: Sequence, record: dict, index: int, report: CheckR
     return kept
 
 
-def _box_in_image(annotation: dict, height: int, width: int) -> Optional[Tuple[float, float, float, float]]:
+def _box_in_image(annotation: dict, height: int, width: int) -> Optional[tuple[float, float, float, float]]:
     """The box as XYXY clipped to the image; None when a coordinate is not finite."""
     mode, box = annotation["bbox_mode"], list(annotation["bbox"])
     if mode == BoxMode.XYWH_ABS:  # the common modes by hand: BoxMode.convert goes through torch
@@ -118,7 +122,9 @@ def _check_annotation(
         report.errors.append(f"{where}: no bbox / bbox_mode")
         return None
     if not 0 <= annotation.get("category_id", -1) < num_classes:
-        report.errors.append(f"{where}: category_id {annotation.get('category_id')} is not one of the {num_classes} classes")
+        report.errors.append(
+            f"{where}: category_id {annotation.get('category_id')} is not one of the {num_classes} classes"
+        )
         return None
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, dict):
@@ -159,7 +165,7 @@ def _check_annotation(
 
 def check_records(
     records: Sequence[dict], num_classes: int, num_keypoints: Optional[int] = None, read_images: bool = False
-) -> Tuple[List[dict], CheckReport]:
+) -> tuple[list[dict], CheckReport]:
     """Check dataset dicts; return cleaned copies (skipped parts removed) and the report.
 
     Args:

@@ -19,13 +19,14 @@ to_polygons=False)` except that its boxes end one pixel early (x1 = last column)
 one pixel wide or tall (tests/data/test_cityscapes.py shows both). detectron2's own Cityscapes modules
 are not imported: on detectron2 main they import a path that does not exist outside Meta.
 """
+
 import functools
 import glob
 import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -60,7 +61,7 @@ class CityscapesTree:
         if self.source not in GT_SUFFIXES:
             raise ValueError(f"Cityscapes source={self.source!r}: expected one of {sorted(GT_SUFFIXES)}")
 
-    def image_files(self) -> List[str]:
+    def image_files(self) -> list[str]:
         """Every `*_leftImg8bit.png` under image_dir/<city>/, sorted."""
         files = sorted(glob.glob(os.path.join(self.image_dir, "*", "*" + IMAGE_SUFFIX)))
         if not files:
@@ -134,7 +135,7 @@ def draw_instance_ids(annotation: dict, json_file: str = "<polygons>") -> np.nda
     `id * 1000 + k` in drawing order, groups and classes without instances drawn with the label id."""
     image = Image.new("I", (annotation["imgWidth"], annotation["imgHeight"]), name2label["unlabeled"].id)
     draw = ImageDraw.Draw(image)
-    instances_drawn: Dict[str, int] = {}
+    instances_drawn: dict[str, int] = {}
     for label, is_group, polygon in _drawn_objects(annotation, json_file):
         value = label.id
         if label.hasInstances and not is_group:
@@ -153,7 +154,7 @@ def draw_label_ids(annotation: dict, json_file: str = "<polygons>") -> np.ndarra
     return np.asarray(image, dtype=np.uint8)
 
 
-def instance_annotations(instance_ids: np.ndarray) -> List[dict]:
+def instance_annotations(instance_ids: np.ndarray) -> list[dict]:
     """detectron2 annotations of the evaluated regions of an instance image, in ascending value."""
     annotations = []
     for value in np.unique(instance_ids[instance_ids >= min(THING_LABEL_IDS)]).tolist():
@@ -189,7 +190,7 @@ def image_record(tree: CityscapesTree, image_file: str) -> dict:
 
 def load_cityscapes_instances(
     tree: CityscapesTree, cache_dir: Optional[str] = None, num_workers: Optional[int] = None
-) -> List[dict]:
+) -> list[dict]:
     """Every image's record, parsed in `num_workers` processes (default: up to 8), or read from
     `cache_dir` while the files are unchanged."""
     images = tree.image_files()

@@ -3,7 +3,6 @@
 Instance images store a group region of a class as its label id (e.g. 26 for a car group) and an
 instance as `label id * 1000 + k`; `label_id_of` undoes that.
 """
-from typing import List
 
 try:
     from cityscapesscripts.helpers.labels import labels, name2label
@@ -14,11 +13,11 @@ except ImportError as error:  # pragma: no cover - it is in requirements.txt
 # bus 28, train 31, motorcycle 32, bicycle 33 (caravan 29 and trailer 30 have instances but are
 # ignored in evaluation). Their index here is the contiguous class id of our models.
 THING_LABELS = [label for label in labels if label.hasInstances and not label.ignoreInEval]
-THING_CLASSES: List[str] = [label.name for label in THING_LABELS]
-THING_LABEL_IDS: List[int] = [label.id for label in THING_LABELS]
+THING_CLASSES: list[str] = [label.name for label in THING_LABELS]
+THING_LABEL_IDS: list[int] = [label.id for label in THING_LABELS]
 # Pixels whose instance-image value is one of these count as void in evaluation (caravan and
 # trailer *groups* among them; their instances, 29000+, do not).
-EVAL_VOID_LABEL_IDS: List[int] = [label.id for label in labels if label.ignoreInEval]
+EVAL_VOID_LABEL_IDS: list[int] = [label.id for label in labels if label.ignoreInEval]
 
 
 def label_id_of(instance_id: int) -> int:

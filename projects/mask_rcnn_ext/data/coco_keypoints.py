@@ -5,10 +5,12 @@ names and skeleton come from the json's category, and everything training, evalu
 read is filled in: `keypoint_names`, `keypoint_flip_map`, `keypoint_oks_sigmas` and
 `keypoint_connection_rules`.
 """
+
 import json
 import warnings
 from collections import Counter
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -27,8 +29,8 @@ DEFAULT_OKS_SIGMA = 0.067
 
 
 def keypoint_set_errors(
-    names: Sequence[str], flip_map: Sequence[Tuple[str, str]] = (), oks_sigmas: Optional[Sequence[float]] = None
-) -> List[str]:
+    names: Sequence[str], flip_map: Sequence[tuple[str, str]] = (), oks_sigmas: Optional[Sequence[float]] = None
+) -> list[str]:
     """What is wrong with a keypoint set's metadata, as messages naming the metadata key and values.
 
     Checks that `keypoint_names` are distinct; that each `keypoint_flip_map` entry pairs two
@@ -61,7 +63,7 @@ def register_coco_keypoints(
     json_file: str,
     image_root: str,
     *,
-    keypoint_flip_map: Sequence[Tuple[str, str]] = (),
+    keypoint_flip_map: Sequence[tuple[str, str]] = (),
     keypoint_oks_sigmas: Optional[Sequence[float]] = None,
 ) -> None:
     """Register the COCO-format keypoint json `json_file` (images under `image_root`) as `name`.
@@ -120,7 +122,7 @@ def register_coco_keypoints(
     )
 
 
-def _keypoints_and_skeleton(coco: dict, json_file: str) -> Tuple[List[str], List[Tuple[int, int]]]:
+def _keypoints_and_skeleton(coco: dict, json_file: str) -> tuple[list[str], list[tuple[int, int]]]:
     """The keypoint names shared by the keypoint categories, and the union of their skeleton edges."""
     if not isinstance(coco, dict) or not isinstance(coco.get("categories"), list):
         raise ValueError(f"{json_file} has no 'categories' list; is it a COCO annotation file?")
@@ -129,27 +131,33 @@ def _keypoints_and_skeleton(coco: dict, json_file: str) -> Tuple[List[str], List
         raise ValueError(f"{json_file}: no category has 'keypoints' (the keypoint names); is it a COCO keypoint file?")
     if len({tuple(c["keypoints"]) for c in with_keypoints}) > 1:
         listing = "; ".join(f"{c.get('name')!r}: {c['keypoints']}" for c in with_keypoints)
-        raise ValueError(f"{json_file}: categories name different keypoints ({listing}); a model learns one keypoint set")
+        raise ValueError(
+            f"{json_file}: categories name different keypoints ({listing}); a model learns one keypoint set"
+        )
     skeleton = dict.fromkeys(tuple(edge) for c in with_keypoints for edge in c.get("skeleton", []))
     return list(with_keypoints[0]["keypoints"]), list(skeleton)
 
 
-def _skeleton_errors(skeleton: Sequence[tuple], num_keypoints: int) -> List[str]:
-    bad = [list(e) for e in skeleton if len(e) != 2 or not all(isinstance(i, int) and 1 <= i <= num_keypoints for i in e)]
+def _skeleton_errors(skeleton: Sequence[tuple], num_keypoints: int) -> list[str]:
+    bad = [
+        list(e) for e in skeleton if len(e) != 2 or not all(isinstance(i, int) and 1 <= i <= num_keypoints for i in e)
+    ]
     return [f"skeleton edges {bad} are not pairs of keypoint indices in 1..{num_keypoints}"] if bad else []
 
 
-def _annotation_errors(coco: dict, num_keypoints: int) -> List[str]:
+def _annotation_errors(coco: dict, num_keypoints: int) -> list[str]:
     # detectron2 stacks the keypoints of an image's annotations into one tensor, so every
     # annotation needs all 3K values (zeros where unlabelled), whatever its category.
     bad = [a.get("id") for a in coco.get("annotations", []) if len(a.get("keypoints") or ()) != 3 * num_keypoints]
     if not bad:
         return []
-    return [f"{len(bad)} annotations (ids {bad[:5]}{' ...' if len(bad) > 5 else ''}) lack the "
-            f"{3 * num_keypoints} keypoint values (x, y, v for each of {num_keypoints} keypoints)"]
+    return [
+        f"{len(bad)} annotations (ids {bad[:5]}{' ...' if len(bad) > 5 else ''}) lack the "
+        f"{3 * num_keypoints} keypoint values (x, y, v for each of {num_keypoints} keypoints)"
+    ]
 
 
-def _connection_rules(names: Sequence[str], skeleton: Sequence[Tuple[int, int]]) -> List[tuple]:
+def _connection_rules(names: Sequence[str], skeleton: Sequence[tuple[int, int]]) -> list[tuple]:
     """detectron2 Visualizer's `keypoint_connection_rules`: (name, name, RGB 0-255) per skeleton edge,
     edge i coloured by entry i of detectron2's colormap (74 distinct colours, then repeated)."""
     colours = [tuple(c) for c in colormap(rgb=True, maximum=255).round().astype(int).tolist()]

@@ -1,11 +1,13 @@
 """Parse many annotation files once, in parallel, and reuse the result while the files are unchanged."""
+
 import glob
 import hashlib
 import logging
 import multiprocessing
 import os
 import pickle
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
@@ -29,7 +31,7 @@ def fingerprint(version: str, files: Sequence[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def parallel_map(parse: Callable, items: Sequence, num_workers: int, desc: str) -> List:
+def parallel_map(parse: Callable, items: Sequence, num_workers: int, desc: str) -> list:
     """[parse(item) for item in items], in `num_workers` processes, in order, with a progress bar."""
     if num_workers <= 1 or len(items) < 2:
         return [parse(item) for item in tqdm(items, desc=desc, disable=None)]
@@ -46,7 +48,7 @@ def load_cached(
     parse: Callable,
     version: str,
     num_workers: Optional[int] = None,
-) -> List:
+) -> list:
     """`[parse(item) for item in items]`, read from `cache_dir` when it holds the result for the same
     `files` (path, size, mtime) and `version`, else computed in parallel and stored there.
 

@@ -22,13 +22,14 @@ its whole area in view. Masks are written as a COCO polygon when
 the visible part is one simple region and the polygon reproduces it pixel for pixel, else as RLE
 (rings, fragments left by occlusion); either way the annotation decodes to exactly the mask.
 """
+
 import contextlib
 import dataclasses
 import json
 import math
 import os
 import shutil
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -44,33 +45,80 @@ SHAPE_CLASSES = ("star", "crescent", "ring", "blob", "cross", "horseshoe")
 THING_CLASSES = (PERSON_CLASS,) + SHAPE_CLASSES  # COCO category id = index + 1
 
 COCO_KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
 COCO_KEYPOINT_FLIP_MAP = tuple(
-    (name, "right_" + name[len("left_"):]) for name in COCO_KEYPOINT_NAMES if name.startswith("left_")
+    (name, "right_" + name[len("left_") :]) for name in COCO_KEYPOINT_NAMES if name.startswith("left_")
 )
 # COCO's person skeleton, 1-based keypoint indices as in person_keypoints_*.json.
 COCO_SKELETON = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-    (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-)  # fmt: skip
+    (16, 14),
+    (14, 12),
+    (17, 15),
+    (15, 13),
+    (12, 13),
+    (6, 12),
+    (7, 13),
+    (6, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (9, 11),
+    (2, 3),
+    (1, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+    (5, 7),
+)
 NUM_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 _KP = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
 
 # A palette shared by background, clutter and objects (RGB).
 _PALETTE = np.array(
     [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-        (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-        (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-        (255, 255, 255), (20, 20, 20),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (220, 190, 255),
+        (170, 110, 40),
+        (255, 250, 200),
+        (128, 0, 0),
+        (170, 255, 195),
+        (128, 128, 0),
+        (255, 215, 180),
+        (0, 0, 128),
+        (128, 128, 128),
+        (255, 255, 255),
+        (20, 20, 20),
     ],
     dtype=np.int16,
-)  # fmt: skip
+)
 # Object textures are palette colours plus noise of at most this amplitude (per channel).
 TEXTURE_NOISE = 8
 # Placements are re-drawn this many times before an object is left out.
@@ -139,7 +187,7 @@ def _pattern_mask(rng: np.random.Generator, h: int, w: int, kind: str, period: i
     raise ValueError(kind)
 
 
-def object_texture(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarray, List[tuple]]:
+def object_texture(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list[tuple]]:
     """A (h, w, 3) uint8 texture made of 1-2 palette colours plus noise <= TEXTURE_NOISE.
 
     Returns the texture and its palette (the colours before noise), which tests use to check
@@ -210,7 +258,7 @@ def _stadium(length: float, width: float, n: int = 12) -> np.ndarray:
     )
 
 
-def _shape_parts(rng: np.random.Generator, shape: str) -> List[Tuple[np.ndarray, int]]:
+def _shape_parts(rng: np.random.Generator, shape: str) -> list[tuple[np.ndarray, int]]:
     if shape == "star":
         points = int(rng.integers(5, 9))
         inner = rng.uniform(0.35, 0.6)
@@ -246,7 +294,7 @@ def _shape_parts(rng: np.random.Generator, shape: str) -> List[Tuple[np.ndarray,
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _crop(canvas: np.ndarray, pad: int, h: int, w: int) -> Tuple[np.ndarray, int]:
+def _crop(canvas: np.ndarray, pad: int, h: int, w: int) -> tuple[np.ndarray, int]:
     """The image part of a canvas drawn with `pad` pixels around the image, and the pixel count of
     everything drawn, in the image or not (what visibility fractions are measured against)."""
     return canvas[pad : pad + h, pad : pad + w], int(np.count_nonzero(canvas))
@@ -295,8 +343,14 @@ def _person_keypoints(rng: np.random.Generator, height: float, facing_camera: bo
         wrist = elbow + 0.15 * height * np.array([sign * math.sin(forearm), math.cos(forearm)])
         knee = hip + 0.24 * height * np.array([sign * math.sin(thigh), math.cos(thigh)])
         ankle = knee + 0.22 * height * np.array([sign * math.sin(shin), math.cos(shin)])
-        for joint, point in (("shoulder", shoulder), ("elbow", elbow), ("wrist", wrist), ("hip", hip),
-                             ("knee", knee), ("ankle", ankle)):  # fmt: skip
+        for joint, point in (
+            ("shoulder", shoulder),
+            ("elbow", elbow),
+            ("wrist", wrist),
+            ("hip", hip),
+            ("knee", knee),
+            ("ankle", ankle),
+        ):
             k[_KP[f"{name}_{joint}"]] = point
     k[:, 1] -= k[:, 1].max()  # the lowest ankle stands on y=0
     return k
@@ -377,8 +431,15 @@ def _propose_instance(rng, spec: SyntheticSpec, category: str, h: int, w: int) -
         mask, whole_area, texture, palette, keypoints = _draw_person(
             rng, h, w, pad, height, facing_camera, rng.uniform(-0.25, 0.25), foot
         )
-        return dict(category=category, mask=mask, whole_area=whole_area, texture=texture, palette=palette,
-                    keypoints=keypoints, facing_camera=facing_camera)  # fmt: skip
+        return dict(
+            category=category,
+            mask=mask,
+            whole_area=whole_area,
+            texture=texture,
+            palette=palette,
+            keypoints=keypoints,
+            facing_camera=facing_camera,
+        )
     size = _log_uniform(rng, spec.min_object_size, spec.max_object_size)
     centre = (rng.uniform(-0.1 * size, w + 0.1 * size), rng.uniform(-0.1 * size, h + 0.1 * size))
     parts = _shape_parts(rng, category)
@@ -393,7 +454,7 @@ def _visible_enough(spec: SyntheticSpec, visible: np.ndarray, whole_area: int) -
     return area >= spec.min_visible_pixels and area >= spec.min_visible_fraction * whole_area
 
 
-def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dict]]:
+def render_sample(spec: SyntheticSpec, index: int) -> tuple[np.ndarray, list[dict]]:
     """Render image `index` of `spec`.
 
     Returns:
@@ -408,12 +469,14 @@ def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dic
     rng = _rng(spec, index)
     h, w = (int(v) for v in rng.integers(spec.min_side, spec.max_side + 1, size=2))
     image = background(rng, h, w)
-    categories = [str(c) for c in rng.choice(SHAPE_CLASSES, size=int(rng.integers(spec.min_objects, spec.max_objects + 1)))]
+    categories = [
+        str(c) for c in rng.choice(SHAPE_CLASSES, size=int(rng.integers(spec.min_objects, spec.max_objects + 1)))
+    ]
     if rng.random() < spec.person_probability:
         categories += [PERSON_CLASS] * int(rng.integers(spec.min_people, spec.max_people + 1))
     rng.shuffle(categories)
 
-    placed: List[dict] = []
+    placed: list[dict] = []
     for category in categories:
         for _ in range(_PLACEMENT_TRIES):
             candidate = _propose_instance(rng, spec, category, h, w)
@@ -439,7 +502,9 @@ def render_sample(spec: SyntheticSpec, index: int) -> Tuple[np.ndarray, List[dic
                     keypoints[i] = (x, y, 2 if p["visible_mask"][y, x] else 1)
             if not p["facing_camera"]:
                 keypoints[[_KP["nose"], _KP["left_eye"], _KP["right_eye"]]] = 0  # not seen from behind
-        instance = dict(category=p["category"], visible_mask=p["visible_mask"], palette=p["palette"], keypoints=keypoints)
+        instance = dict(
+            category=p["category"], visible_mask=p["visible_mask"], palette=p["palette"], keypoints=keypoints
+        )
         if p["category"] == PERSON_CLASS:
             instance["facing_camera"] = p["facing_camera"]
         instances.append(instance)
@@ -470,7 +535,7 @@ def mask_to_segmentation(mask: np.ndarray):
     return rle
 
 
-def coco_categories() -> List[dict]:
+def coco_categories() -> list[dict]:
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(THING_CLASSES)]
     categories[0].update(
         supercategory="person", keypoints=list(COCO_KEYPOINT_NAMES), skeleton=[list(p) for p in COCO_SKELETON]
@@ -478,7 +543,7 @@ def coco_categories() -> List[dict]:
     return categories
 
 
-def coco_annotations(instances: List[dict], image_id: int, first_id: int) -> List[dict]:
+def coco_annotations(instances: list[dict], image_id: int, first_id: int) -> list[dict]:
     """COCO annotation dicts for `render_sample`'s instances; ids count up from `first_id`."""
     annotations = []
     for offset, inst in enumerate(instances):
@@ -530,7 +595,7 @@ def _cached_generator_id(json_path: str) -> Optional[dict]:
         return None
 
 
-def ensure_coco_split(spec: SyntheticSpec, root: str, split: str) -> Tuple[str, str]:
+def ensure_coco_split(spec: SyntheticSpec, root: str, split: str) -> tuple[str, str]:
     """Make sure `root/<split>.json` and `root/<split>/` hold `spec`'s data; generate if not.
 
     Regenerates when the cached split was made from another spec or generator version.

@@ -16,11 +16,11 @@ in the json, not in any image). Every 4 consecutive images hold a person group, 
 deleted object, a caravan or trailer and a far-away instance by design; the rest come at random
 (tests/data/test_cityscapes.py finds them all in 8 images).
 """
+
 import dataclasses
 import json
 import os
 import shutil
-from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -39,64 +39,153 @@ class SyntheticCityscapesSpec:
     split: str
     num_images: int
     seed: int
-    cities: Tuple[str, ...]
+    cities: tuple[str, ...]
     height: int = 256
     width: int = 512
     with_ground_truth: bool = True
 
 
 # Outlines, in units of the object's height: x right of its centre, y up from its bottom (negative).
-OUTLINES: Dict[str, List[Tuple[float, float]]] = {
-    "person": [(-0.05, -1.0), (0.05, -1.0), (0.07, -0.88), (0.16, -0.82), (0.17, -0.45), (0.1, -0.45),
-               (0.1, 0.0), (0.02, 0.0), (0.0, -0.4), (-0.02, 0.0), (-0.1, 0.0), (-0.1, -0.45),
-               (-0.17, -0.45), (-0.16, -0.82), (-0.07, -0.88)],
-    "rider": [(-0.06, -1.0), (0.05, -1.0), (0.07, -0.86), (0.2, -0.78), (0.3, -0.5), (0.18, -0.45),
-              (0.22, -0.1), (0.12, -0.05), (-0.05, -0.35), (-0.17, -0.4), (-0.17, -0.8), (-0.08, -0.86)],
-    "car": [(-1.1, 0.0), (1.1, 0.0), (1.1, -0.45), (0.62, -0.55), (0.4, -1.0), (-0.5, -1.0), (-0.78, -0.55),
-            (-1.1, -0.45)],
-    "truck": [(-1.5, 0.0), (1.5, 0.0), (1.5, -0.6), (1.05, -0.65), (1.0, -0.9), (0.7, -0.9), (0.7, -1.0),
-              (-1.5, -1.0)],
+OUTLINES: dict[str, list[tuple[float, float]]] = {
+    "person": [
+        (-0.05, -1.0),
+        (0.05, -1.0),
+        (0.07, -0.88),
+        (0.16, -0.82),
+        (0.17, -0.45),
+        (0.1, -0.45),
+        (0.1, 0.0),
+        (0.02, 0.0),
+        (0.0, -0.4),
+        (-0.02, 0.0),
+        (-0.1, 0.0),
+        (-0.1, -0.45),
+        (-0.17, -0.45),
+        (-0.16, -0.82),
+        (-0.07, -0.88),
+    ],
+    "rider": [
+        (-0.06, -1.0),
+        (0.05, -1.0),
+        (0.07, -0.86),
+        (0.2, -0.78),
+        (0.3, -0.5),
+        (0.18, -0.45),
+        (0.22, -0.1),
+        (0.12, -0.05),
+        (-0.05, -0.35),
+        (-0.17, -0.4),
+        (-0.17, -0.8),
+        (-0.08, -0.86),
+    ],
+    "car": [
+        (-1.1, 0.0),
+        (1.1, 0.0),
+        (1.1, -0.45),
+        (0.62, -0.55),
+        (0.4, -1.0),
+        (-0.5, -1.0),
+        (-0.78, -0.55),
+        (-1.1, -0.45),
+    ],
+    "truck": [(-1.5, 0.0), (1.5, 0.0), (1.5, -0.6), (1.05, -0.65), (1.0, -0.9), (0.7, -0.9), (0.7, -1.0), (-1.5, -1.0)],
     "bus": [(-2.0, 0.0), (2.0, 0.0), (2.0, -0.9), (1.9, -1.0), (-1.9, -1.0), (-2.0, -0.9)],
     "train": [(-3.2, 0.0), (3.2, 0.0), (3.2, -0.7), (2.9, -1.0), (-3.2, -1.0)],
-    "motorcycle": [(-0.65, 0.0), (-0.45, -0.5), (0.0, -0.65), (0.35, -0.8), (0.65, -0.4), (0.65, 0.0),
-                   (0.35, 0.0), (0.0, -0.3), (-0.35, 0.0)],
-    "bicycle": [(-0.6, 0.0), (-0.5, -0.6), (0.0, -0.7), (0.5, -0.6), (0.6, 0.0), (0.3, 0.0), (0.0, -0.4),
-                (-0.3, 0.0)],
+    "motorcycle": [
+        (-0.65, 0.0),
+        (-0.45, -0.5),
+        (0.0, -0.65),
+        (0.35, -0.8),
+        (0.65, -0.4),
+        (0.65, 0.0),
+        (0.35, 0.0),
+        (0.0, -0.3),
+        (-0.35, 0.0),
+    ],
+    "bicycle": [(-0.6, 0.0), (-0.5, -0.6), (0.0, -0.7), (0.5, -0.6), (0.6, 0.0), (0.3, 0.0), (0.0, -0.4), (-0.3, 0.0)],
     "caravan": [(-1.3, 0.0), (1.3, 0.0), (1.3, -1.0), (-1.2, -1.0), (-1.3, -0.9)],
     "trailer": [(-1.0, 0.0), (1.0, 0.0), (1.0, -0.55), (-1.0, -0.55)],
     "license plate": [(-0.16, -0.28), (0.16, -0.28), (0.16, -0.16), (-0.16, -0.16)],
 }
-OUTLINES["persongroup"] = [(-0.6, 0.0), (0.6, 0.0), (0.62, -0.8), (0.4, -0.98), (0.15, -0.85), (-0.1, -1.0),
-                           (-0.35, -0.86), (-0.6, -0.95)]
+OUTLINES["persongroup"] = [
+    (-0.6, 0.0),
+    (0.6, 0.0),
+    (0.62, -0.8),
+    (0.4, -0.98),
+    (0.15, -0.85),
+    (-0.1, -1.0),
+    (-0.35, -0.86),
+    (-0.6, -0.95),
+]
 OUTLINES["cargroup"] = [(-2.6, 0.0), (2.6, 0.0), (2.6, -0.5), (1.5, -0.95), (-1.6, -1.0), (-2.6, -0.5)]
 OUTLINES["bicyclegroup"] = [(-1.4, 0.0), (1.4, 0.0), (1.3, -0.65), (-1.3, -0.7)]
 # Height of each kind relative to a person standing at the same depth.
-RELATIVE_HEIGHT = {"person": 1.0, "rider": 0.85, "car": 0.85, "truck": 1.6, "bus": 1.8, "train": 2.2,
-                   "motorcycle": 0.65, "bicycle": 0.6, "caravan": 1.4, "trailer": 0.8, "persongroup": 1.0,
-                   "cargroup": 0.85, "bicyclegroup": 0.6}
+RELATIVE_HEIGHT = {
+    "person": 1.0,
+    "rider": 0.85,
+    "car": 0.85,
+    "truck": 1.6,
+    "bus": 1.8,
+    "train": 2.2,
+    "motorcycle": 0.65,
+    "bicycle": 0.6,
+    "caravan": 1.4,
+    "trailer": 0.8,
+    "persongroup": 1.0,
+    "cargroup": 0.85,
+    "bicyclegroup": 0.6,
+}
 # Base colours (RGB): one per kind, jittered per object; groups share their class's colour.
-COLOURS = {"person": (220, 20, 60), "rider": (255, 200, 0), "car": (0, 0, 160), "truck": (0, 90, 100),
-           "bus": (0, 120, 60), "train": (90, 40, 120), "motorcycle": (200, 0, 230), "bicycle": (120, 20, 40),
-           "caravan": (235, 235, 220), "trailer": (150, 110, 90), "license plate": (250, 250, 250),
-           "sky": (110, 160, 230), "building": (100, 95, 90), "road": (90, 90, 95), "sidewalk": (170, 150, 160),
-           "vegetation": (70, 130, 40), "static": (60, 50, 30), "ego vehicle": (20, 20, 20)}
+COLOURS = {
+    "person": (220, 20, 60),
+    "rider": (255, 200, 0),
+    "car": (0, 0, 160),
+    "truck": (0, 90, 100),
+    "bus": (0, 120, 60),
+    "train": (90, 40, 120),
+    "motorcycle": (200, 0, 230),
+    "bicycle": (120, 20, 40),
+    "caravan": (235, 235, 220),
+    "trailer": (150, 110, 90),
+    "license plate": (250, 250, 250),
+    "sky": (110, 160, 230),
+    "building": (100, 95, 90),
+    "road": (90, 90, 95),
+    "sidewalk": (170, 150, 160),
+    "vegetation": (70, 130, 40),
+    "static": (60, 50, 30),
+    "ego vehicle": (20, 20, 20),
+}
 COLOURS.update(persongroup=COLOURS["person"], cargroup=COLOURS["car"], bicyclegroup=COLOURS["bicycle"])
-INSTANCE_KINDS = ("person", "person", "person", "rider", "car", "car", "car", "truck", "bus", "train",
-                  "motorcycle", "bicycle", "bicycle")  # fmt: skip  (repeats: frequent classes)
+INSTANCE_KINDS = (
+    "person",
+    "person",
+    "person",
+    "rider",
+    "car",
+    "car",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+    "bicycle",
+)  # repeats: frequent classes
 
 
 def _rng(spec: SyntheticCityscapesSpec, index: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, index])
 
 
-def _place(kind: str, centre_x: float, bottom_y: float, height: float, w: int, h: int) -> List[List[int]]:
+def _place(kind: str, centre_x: float, bottom_y: float, height: float, w: int, h: int) -> list[list[int]]:
     """The outline of `kind` at a place and height, as integer image coordinates clipped to the image."""
     points = np.asarray(OUTLINES[kind]) * height + (centre_x, bottom_y)
     points = np.clip(np.round(points), 0, (w - 1, h - 1)).astype(int)
     return points.tolist()
 
 
-def _scene_objects(spec: SyntheticCityscapesSpec, index: int, rng: np.random.Generator) -> List[dict]:
+def _scene_objects(spec: SyntheticCityscapesSpec, index: int, rng: np.random.Generator) -> list[dict]:
     """The json objects of one image, in drawing order."""
     w, h = spec.width, spec.height
     horizon = int(h * rng.uniform(0.35, 0.45))
@@ -106,8 +195,12 @@ def _scene_objects(spec: SyntheticCityscapesSpec, index: int, rng: np.random.Gen
     x = 0
     while x < w:  # a row of buildings of random widths and heights
         width, top = int(rng.uniform(0.08, 0.25) * w), int(horizon * rng.uniform(0.1, 0.7))
-        objects.append({"label": "building", "polygon": [[x, horizon], [min(x + width, w - 1), horizon],
-                                                         [min(x + width, w - 1), top], [x, top]]})
+        objects.append(
+            {
+                "label": "building",
+                "polygon": [[x, horizon], [min(x + width, w - 1), horizon], [min(x + width, w - 1), top], [x, top]],
+            }
+        )
         x += width
     objects.append({"label": "road", "polygon": [[0, horizon], [w - 1, horizon], [w - 1, h - 1], [0, h - 1]]})
     objects.append({"label": "sidewalk", "polygon": [[0, horizon], [int(w * 0.3), horizon], [0, int(h * 0.7)]]})
@@ -145,12 +238,17 @@ def _scene_objects(spec: SyntheticCityscapesSpec, index: int, rng: np.random.Gen
             vehicle = ["bicycle", "motorcycle"][int(rng.integers(2))]
             things.insert(-1, {"label": vehicle, "polygon": _place(vehicle, cx, bottom, person_height * 0.6, w, h)})
         if kind == "car" and rng.random() < 0.6:
-            things.append({"label": "license plate",
-                           "polygon": _place("license plate", cx, bottom, person_height * 0.85, w, h)})
+            things.append(
+                {"label": "license plate", "polygon": _place("license plate", cx, bottom, person_height * 0.85, w, h)}
+            )
     objects += things
     bonnet = int(h * 0.92)
-    objects.append({"label": "ego vehicle", "polygon": [[0, h - 1], [w - 1, h - 1], [w - 1, bonnet + 6],
-                                                        [w // 2, bonnet], [0, bonnet + 6]]})
+    objects.append(
+        {
+            "label": "ego vehicle",
+            "polygon": [[0, h - 1], [w - 1, h - 1], [w - 1, bonnet + 6], [w // 2, bonnet], [0, bonnet + 6]],
+        }
+    )
     return objects
 
 
@@ -169,7 +267,7 @@ def render_image(annotation: dict, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def file_prefix(spec: SyntheticCityscapesSpec, index: int) -> Tuple[str, str]:
+def file_prefix(spec: SyntheticCityscapesSpec, index: int) -> tuple[str, str]:
     """(city, `<city>_<sequence>_<frame>`) of image `index`, numbered as Cityscapes numbers them."""
     city = spec.cities[index % len(spec.cities)]
     return city, f"{city}_{index // len(spec.cities):06d}_{19 + index % 7:06d}"

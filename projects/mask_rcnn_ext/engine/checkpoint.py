@@ -6,6 +6,7 @@ stumbles on. Here each file is written to a temporary name beside it, synced, an
 target (an atomic step on one filesystem), so the files a resume reads are always complete: the
 newest finished checkpoint, named by `last_checkpoint`.
 """
+
 import os
 
 import torch
@@ -33,4 +34,6 @@ class AtomicCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not os.path.isdir(self.save_dir):
             return super().tag_last_checkpoint(last_filename_basename)
-        write_atomically(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename.encode()))
+        write_atomically(
+            os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename.encode())
+        )

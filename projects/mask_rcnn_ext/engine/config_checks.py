@@ -4,7 +4,6 @@ names and that the model keys make sense together (`modeling/config_checks.py`).
 A mismatch (say NUM_CLASSES or NUM_KEYPOINTS against the dataset's classes and keypoints) would
 otherwise surface as a shape error or silently wrong numbers hours into training.
 """
-from typing import List, Tuple
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -14,7 +13,7 @@ from ..modeling.config_checks import model_config_errors
 from .evaluators import keypoint_oks_sigmas
 
 
-def config_errors(cfg: CfgNode) -> List[str]:
+def config_errors(cfg: CfgNode) -> list[str]:
     """Every inconsistency among `cfg`'s model keys and every disagreement between `cfg` and the
     metadata of its DATASETS.TRAIN/TEST, as messages."""
     errors, registered = model_config_errors(cfg), []
@@ -30,7 +29,7 @@ def config_errors(cfg: CfgNode) -> List[str]:
     return errors
 
 
-def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
+def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> list[str]:
     errors = []
     classes = meta.get("thing_classes", None)
     if classes is not None and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
@@ -57,7 +56,9 @@ def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
         )
     errors += [
         f"{key} dataset '{name}': {error}"
-        for error in keypoint_set_errors(names, meta.get("keypoint_flip_map", ()), meta.get("keypoint_oks_sigmas", None))
+        for error in keypoint_set_errors(
+            names, meta.get("keypoint_flip_map", ()), meta.get("keypoint_oks_sigmas", None)
+        )
     ]
     if key == "DATASETS.TRAIN" and meta.get("keypoint_flip_map", None) is None:
         errors.append(
@@ -72,14 +73,15 @@ def _dataset_errors(cfg: CfgNode, key: str, name: str, meta) -> List[str]:
     return errors
 
 
-def _keypoint_set_mismatches(datasets: List[Tuple[str, str]]) -> List[str]:
+def _keypoint_set_mismatches(datasets: list[tuple[str, str]]) -> list[str]:
     """A model predicts one keypoint set: each (key, dataset) it trains or is tested on must list
     the keypoint_names of the first, in the same order."""
     named = [(key, name, MetadataCatalog.get(name).get("keypoint_names", None)) for key, name in datasets]
     named = [(key, name, list(kps)) for key, name, kps in named if kps is not None]  # absent: reported per dataset
     return [
         f"{key} dataset '{name}' has keypoint_names {kps} but {named[0][0]} dataset '{named[0][1]}' has {named[0][2]}"
-        for key, name, kps in named[1:] if kps != named[0][2]
+        for key, name, kps in named[1:]
+        if kps != named[0][2]
     ]
 
 

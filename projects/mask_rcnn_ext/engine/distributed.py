@@ -8,6 +8,7 @@
   process that exits so can abort in GLOO's teardown ("terminate called without an active
   exception") after its work is done, which fails the whole launch.
 """
+
 import torch
 import torch.distributed as dist
 from detectron2.engine.defaults import create_ddp_model

@@ -1,6 +1,8 @@
 """Chooses the evaluators of a dataset from its metadata (`evaluator_type`)."""
+
 import importlib.util
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
@@ -50,10 +52,15 @@ def keypoint_oks_sigmas(cfg: CfgNode, dataset_name: str) -> Sequence[float]:
         return list(from_metadata)  # their count is checked with the dataset's other keypoint metadata
     names = meta.get("keypoint_names", None)
     if names is not None and len(from_cfg or COCO_PERSON_OKS_SIGMAS) != len(names):
-        used = (f"the {len(from_cfg)} TEST.KEYPOINT_OKS_SIGMAS" if from_cfg else
-                f"COCO's {len(COCO_PERSON_OKS_SIGMAS)} person sigmas (it has no keypoint_oks_sigmas and "
-                f"TEST.KEYPOINT_OKS_SIGMAS is empty)")
-        raise ValueError(f"Dataset '{dataset_name}' has {len(names)} keypoint_names but its keypoint AP would use {used}")
+        used = (
+            f"the {len(from_cfg)} TEST.KEYPOINT_OKS_SIGMAS"
+            if from_cfg
+            else f"COCO's {len(COCO_PERSON_OKS_SIGMAS)} person sigmas (it has no keypoint_oks_sigmas and "
+            f"TEST.KEYPOINT_OKS_SIGMAS is empty)"
+        )
+        raise ValueError(
+            f"Dataset '{dataset_name}' has {len(names)} keypoint_names but its keypoint AP would use {used}"
+        )
     return from_cfg
 
 

@@ -1,5 +1,6 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
 training data checked first, atomic checkpoints and multi-process training on the CPU."""
+
 import logging
 import os
 import weakref

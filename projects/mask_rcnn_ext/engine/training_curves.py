@@ -1,9 +1,9 @@
 """Plots the losses and learning rate that detectron2's JSONWriter logs to OUTPUT_DIR/metrics.json."""
+
 import json
-from typing import Dict, List
 
 
-def read_metrics(metrics_json: str) -> List[Dict]:
+def read_metrics(metrics_json: str) -> list[dict]:
     """The records of detectron2's metrics.json (one JSON object per line), training records only.
 
     A run resumed from a checkpoint logs some iterations twice: the later record wins."""
@@ -33,8 +33,12 @@ def plot_training_curves(metrics_json: str, png_path: str) -> None:
     loss_keys = sorted({k for r in records for k in r if k == "total_loss" or k.startswith("loss_")})
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=(3, 1))
     for key in loss_keys:
-        ax_loss.plot(iterations, [r.get(key, float("nan")) for r in records], label=key,
-                     linewidth=2.0 if key == "total_loss" else 1.0)
+        ax_loss.plot(
+            iterations,
+            [r.get(key, float("nan")) for r in records],
+            label=key,
+            linewidth=2.0 if key == "total_loss" else 1.0,
+        )
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss (median over the logging window)")
     ax_loss.legend(fontsize=8, ncol=2)

@@ -1,7 +1,7 @@
 """The training data loader: detectron2's, over records checked first (`data.checks`), with a
 mapper whose errors name the image they happened on."""
+
 import logging
-from typing import List
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
@@ -26,7 +26,7 @@ class FileNamingMapper:
             raise RuntimeError(f"Cannot load the training image '{record.get('file_name')}': {error!r}") from error
 
 
-def checked_training_records(cfg: CfgNode) -> List[dict]:
+def checked_training_records(cfg: CfgNode) -> list[dict]:
     """DATASETS.TRAIN's records as detectron2 prepares them, checked against the model's classes and
     keypoints: ValueError listing every error (missing image files, wrong category, RLE size or
     keypoint count), skipped parts logged with counts (see `data.checks`)."""

@@ -1,6 +1,13 @@
 """Evaluators beyond detectron2's own: Cityscapes instance AP computed in memory, per-keypoint
 diagnostics of pose models."""
-from .cityscapes_instances import CityscapesInstanceEvaluator, ImageMatches, average_precisions, average_results, match_image
+
+from .cityscapes_instances import (
+    CityscapesInstanceEvaluator,
+    ImageMatches,
+    average_precisions,
+    average_results,
+    match_image,
+)
 from .keypoint_diagnostics import (
     KeypointDiagnosticsEvaluator,
     evaluated_annotations,

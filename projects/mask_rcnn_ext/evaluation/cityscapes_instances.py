@@ -21,13 +21,15 @@ void and with each region of its class), and the scoring is the official one on 
     without ground truth has NaN, left out of the averages. Where the official code crashes (a class
     whose every prediction is ignored and no instance is found, cityscapesScripts #89) the AP is 0.
 """
+
+import dataclasses
 import logging
 import os
 import warnings
 from collections import OrderedDict
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -158,11 +160,17 @@ def _concatenate(images: Sequence[ImageMatches]) -> ImageMatches:
         "pair_pred": np.cumsum([0] + [len(m.pred_label) for m in images]),
         "pair_gt": np.cumsum([0] + [len(m.gt_label) for m in images]),
     }
-    return ImageMatches(**{
-        f.name: np.concatenate([getattr(m, f.name) + shifts[f.name][i] if f.name in shifts else getattr(m, f.name)
-                                for i, m in enumerate(images)])
-        for f in dataclasses.fields(ImageMatches)
-    })
+    return ImageMatches(
+        **{
+            f.name: np.concatenate(
+                [
+                    getattr(m, f.name) + shifts[f.name][i] if f.name in shifts else getattr(m, f.name)
+                    for i, m in enumerate(images)
+                ]
+            )
+            for f in dataclasses.fields(ImageMatches)
+        }
+    )
 
 
 def average_precisions(images: Sequence[ImageMatches]) -> np.ndarray:
@@ -173,9 +181,12 @@ def average_precisions(images: Sequence[ImageMatches]) -> np.ndarray:
     iou = m.pair_pixels / (m.gt_pixels[m.pair_gt] + m.pred_pixels[m.pair_pred] - m.pair_pixels)
     scored_gt = ~m.gt_is_group & (m.gt_pixels >= MIN_REGION_SIZE)
     # pixels of each prediction on ignore regions; a pixel of a small group counts twice, as officially
-    ignored_pixels = m.pair_pixels * (m.gt_is_group[m.pair_gt].astype(np.int64) + (m.gt_pixels[m.pair_gt] < MIN_REGION_SIZE))
+    ignored_pixels = m.pair_pixels * (
+        m.gt_is_group[m.pair_gt].astype(np.int64) + (m.gt_pixels[m.pair_gt] < MIN_REGION_SIZE)
+    )
     ignored_fraction = (
-        m.pred_void_pixels + np.bincount(m.pair_pred, weights=ignored_pixels, minlength=len(m.pred_label)).astype(np.int64)
+        m.pred_void_pixels
+        + np.bincount(m.pair_pred, weights=ignored_pixels, minlength=len(m.pred_label)).astype(np.int64)
     ) / m.pred_pixels
     for c, label in enumerate(THING_LABEL_IDS):
         class_gt = scored_gt & (m.gt_label == label)
@@ -248,13 +259,15 @@ class CityscapesInstanceEvaluator(DatasetEvaluator):
         if self._tree.gt_dir is None:
             raise ValueError(f"Dataset '{dataset_name}' has no ground truth (gt_dir=None): nothing to evaluate")
         meta = MetadataCatalog.get(dataset_name)
-        self._label_ids = np.array(sorted(meta.thing_dataset_id_to_contiguous_id, key=meta.thing_dataset_id_to_contiguous_id.get))
+        self._label_ids = np.array(
+            sorted(meta.thing_dataset_id_to_contiguous_id, key=meta.thing_dataset_id_to_contiguous_id.get)
+        )
         self._dataset_name, self._output_dir, self._distributed = dataset_name, output_dir, distributed
         self._logger = logging.getLogger(__name__)
         self.reset()
 
     def reset(self):
-        self._matches: Dict[str, ImageMatches] = {}
+        self._matches: dict[str, ImageMatches] = {}
 
     def process(self, inputs, outputs):
         for input, output in zip(inputs, outputs):
@@ -263,7 +276,11 @@ class CityscapesInstanceEvaluator(DatasetEvaluator):
             if instances is None or len(instances) == 0:
                 masks, classes, scores = torch.zeros((0, *instance_ids.shape), dtype=torch.bool), [], []
             else:
-                masks, classes, scores = instances.pred_masks, instances.pred_classes.cpu().numpy(), instances.scores.cpu().numpy()
+                masks, classes, scores = (
+                    instances.pred_masks,
+                    instances.pred_classes.cpu().numpy(),
+                    instances.scores.cpu().numpy(),
+                )
             try:
                 self._matches[input["file_name"]] = match_image(instance_ids, masks, self._label_ids[classes], scores)
             except ValueError as error:
@@ -289,14 +306,20 @@ class CityscapesInstanceEvaluator(DatasetEvaluator):
             + tabulate(
                 [[name, 100 * v["ap"], 100 * v["ap50%"]] for name, v in averages["classes"].items()]
                 + [["average", results["AP"], results["AP50"]]],
-                headers=["class", "AP", "AP50"], floatfmt=".3f",
+                headers=["class", "AP", "AP50"],
+                floatfmt=".3f",
             )
         )
         if self._output_dir:
             write_json_atomically(
                 os.path.join(self._output_dir, RESULTS_FILE),
-                {"averages": _json_safe(averages), "overlaps": OVERLAPS.tolist(), "classes": THING_CLASSES,
-                 "ap_matrix": _json_safe(ap[0].tolist()), "num_images": len(matches)},
+                {
+                    "averages": _json_safe(averages),
+                    "overlaps": OVERLAPS.tolist(),
+                    "classes": THING_CLASSES,
+                    "ap_matrix": _json_safe(ap[0].tolist()),
+                    "num_images": len(matches),
+                },
             )
         return OrderedDict(cityscapes_segm=results)
 

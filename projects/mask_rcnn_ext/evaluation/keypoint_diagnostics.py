@@ -24,12 +24,14 @@ The overall numbers pool every visible keypoint (each weighs the same, whichever
 Rates are fractions in [0, 1]. Coordinates are the json's pixel indices: detectron2's predictions
 are moved by -0.5 first, as COCOEvaluator does.
 """
+
 import contextlib
 import io
 import itertools
 import os
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -49,7 +51,7 @@ JSON_FILE = "keypoint_diagnostics.json"
 PNG_FILE = "keypoint_diagnostics.png"
 
 
-def evaluated_annotations(annotations: Sequence[dict]) -> List[dict]:
+def evaluated_annotations(annotations: Sequence[dict]) -> list[dict]:
     """The COCO annotations that keypoint evaluation scores: not crowd, at least one labelled keypoint."""
     return [a for a in annotations if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
 
@@ -119,7 +121,7 @@ def image_keypoint_errors(
     gt_keypoints: np.ndarray,
     gt_areas: np.ndarray,
     sigmas: Sequence[float],
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Match one image's predictions to its scored people (one category) and measure each keypoint.
 
     Args: as `oks_matrix` and `match_people`; gt_* hold the scored people only (`evaluated_annotations`).
@@ -192,7 +194,7 @@ def summarize_keypoint_errors(
     }
 
 
-def scalar_metrics(summary: dict) -> Dict[str, float]:
+def scalar_metrics(summary: dict) -> dict[str, float]:
     """The metrics of `summary` as detectron2's flat {metric: float}: pooled ones by their name,
     per-keypoint ones as "<metric>-<keypoint>" (the "-" keeps them out of print_csv_format's
     copy-paste line, as detectron2's per-category "AP-<class>"). Metrics that are None are left out."""
@@ -309,13 +311,15 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
                     f"The model predicts {instances.pred_keypoints.shape[1]} keypoints, but dataset "
                     f"'{self._dataset_name}' has {len(self._sigmas)} OKS sigmas."
                 )
-            self._predictions.append({
-                "image_id": input["image_id"],
-                "classes": instances.pred_classes.numpy(),
-                "scores": instances.scores.numpy(),
-                # detectron2's continuous coordinates -> the json's pixel indices, as COCOEvaluator
-                "xy": instances.pred_keypoints[:, :, :2].numpy() - 0.5,
-            })  # fmt: skip
+            self._predictions.append(
+                {
+                    "image_id": input["image_id"],
+                    "classes": instances.pred_classes.numpy(),
+                    "scores": instances.scores.numpy(),
+                    # detectron2's continuous coordinates -> the json's pixel indices, as COCOEvaluator
+                    "xy": instances.pred_keypoints[:, :, :2].numpy() - 0.5,
+                }
+            )
 
     def evaluate(self):
         predictions = self._predictions
@@ -335,7 +339,7 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
     def _no_prediction(self) -> dict:
         return {"classes": np.zeros(0, int), "scores": np.zeros(0), "xy": np.zeros((0, len(self._sigmas), 2))}
 
-    def _summarize(self, predictions: List[dict]) -> dict:
+    def _summarize(self, predictions: list[dict]) -> dict:
         to_dataset_id = {v: k for k, v in self._metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
         by_image = {p["image_id"]: p for p in predictions}
         errors, visible, matched = [], [], []
@@ -362,7 +366,7 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
 
 def _ground_truth_by_image_and_category(
     coco: COCO, num_keypoints: int, json_file: str
-) -> Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]]:
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """(image_id, category_id) -> keypoints (G, K, 3) and areas (G,) of its scored people, in json order."""
     groups = defaultdict(list)
     for annotation in evaluated_annotations(coco.dataset.get("annotations", [])):

@@ -1,6 +1,12 @@
 """Model components, registered in detectron2's registries on import: the meta-architecture,
 backbones, RoI feature ops and their pooler, ROI heads, mask heads and keypoint heads."""
-from .backbone import build_narrow_resnet, build_narrow_resnet_backbone, build_narrow_resnet_fpn_backbone, build_res5_stage
+
+from .backbone import (
+    build_narrow_resnet,
+    build_narrow_resnet_backbone,
+    build_narrow_resnet_fpn_backbone,
+    build_res5_stage,
+)
 from .keypoint_decoding import decode_keypoint_heatmaps
 from .keypoint_heads import BaseKeypointHead, KeypointMaskHead
 from .keypoint_losses import keypoint_loss_normalizer, keypoint_softmax_loss, keypoint_targets

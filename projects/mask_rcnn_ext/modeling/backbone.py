@@ -6,7 +6,6 @@ With `MODEL.RESNETS.STEM_OUT_CHANNELS` and `RES2_OUT_CHANNELS` at 64, `build_nar
 exactly detectron2's R18/R34 (same modules, same parameter names, same initialisation), so
 `build_narrow_resnet_fpn_backbone` is its R18/R34-FPN; at 32 it costs about a quarter of the FLOPs.
 """
-from typing import Tuple
 
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
@@ -76,7 +75,7 @@ def build_narrow_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     )
 
 
-def build_res5_stage(cfg, first_stride: int) -> Tuple[nn.Sequential, int]:
+def build_res5_stage(cfg, first_stride: int) -> tuple[nn.Sequential, int]:
     """The res5 stage of MODEL.RESNETS, to run on pooled RoI features (a C4 model's ROI head).
 
     Args:
@@ -94,7 +93,9 @@ def build_res5_stage(cfg, first_stride: int) -> Tuple[nn.Sequential, int]:
         blocks = _basic_block_stage(resnets, RES5_INDEX, out_channels // 2, first_stride)
     else:
         if resnets.DEFORM_ON_PER_STAGE[RES5_INDEX]:
-            raise ValueError("MODEL.RESNETS.DEFORM_ON_PER_STAGE: deformable convolution is not supported in a res5 ROI head")
+            raise ValueError(
+                "MODEL.RESNETS.DEFORM_ON_PER_STAGE: deformable convolution is not supported in a res5 ROI head"
+            )
         blocks = ResNet.make_stage(
             BottleneckBlock,
             RES5_BOTTLENECK_BLOCKS,

@@ -4,7 +4,6 @@ Without them a POOLER_TYPE of ours under detectron2's ROI heads fails deep insid
 ("Unknown pooler type"), and MASK_RCNN_EXT.MASK_HEAD.LOSS (or LOSS_WEIGHT, or
 MASK_RCNN_EXT.KEYPOINT_HEAD.UP_SCALE) under a stock head is ignored without a word.
 """
-from typing import List
 
 from detectron2.config import CfgNode
 from detectron2.modeling import ROI_HEADS_REGISTRY
@@ -24,12 +23,14 @@ def _registered(registry, name: str):
     return registry.get(name) if name in registry else None
 
 
-def _pooler_errors(cfg: CfgNode, roi_heads_class) -> List[str]:
+def _pooler_errors(cfg: CfgNode, roi_heads_class) -> list[str]:
     c4 = issubclass(roi_heads_class, Res5ROIHeads)
     heads = [("MODEL.ROI_BOX_HEAD", cfg.MODEL.ROI_BOX_HEAD, True)]  # a C4 model's only pooler
     if not c4:
-        heads += [("MODEL.ROI_MASK_HEAD", cfg.MODEL.ROI_MASK_HEAD, cfg.MODEL.MASK_ON),
-                  ("MODEL.ROI_KEYPOINT_HEAD", cfg.MODEL.ROI_KEYPOINT_HEAD, cfg.MODEL.KEYPOINT_ON)]
+        heads += [
+            ("MODEL.ROI_MASK_HEAD", cfg.MODEL.ROI_MASK_HEAD, cfg.MODEL.MASK_ON),
+            ("MODEL.ROI_KEYPOINT_HEAD", cfg.MODEL.ROI_KEYPOINT_HEAD, cfg.MODEL.KEYPOINT_ON),
+        ]
     ours = issubclass(roi_heads_class, (AnyPoolerROIHeads, AnyPoolerRes5ROIHeads))
     known = sorted(name for name, _ in ROI_FEATURE_OP_REGISTRY)
     errors = []
@@ -45,7 +46,8 @@ def _pooler_errors(cfg: CfgNode, roi_heads_class) -> List[str]:
             if pooler_type in ROI_FEATURE_OP_REGISTRY and pooler_type not in DETECTRON2_POOLER_TYPES:
                 errors.append(
                     f"{key}.POOLER_TYPE='{pooler_type}' needs MODEL.ROI_HEADS.NAME 'AnyPoolerROIHeads' (or "
-                    f"'AnyPoolerRes5ROIHeads' for C4); '{cfg.MODEL.ROI_HEADS.NAME}' knows only {list(DETECTRON2_POOLER_TYPES)}"
+                    f"'AnyPoolerRes5ROIHeads' for C4); '{cfg.MODEL.ROI_HEADS.NAME}' knows only "
+                    f"{list(DETECTRON2_POOLER_TYPES)}"
                 )
             continue
         op = _registered(ROI_FEATURE_OP_REGISTRY, pooler_type)
@@ -59,7 +61,7 @@ def _pooler_errors(cfg: CfgNode, roi_heads_class) -> List[str]:
     return errors
 
 
-def _mask_head_errors(cfg: CfgNode) -> List[str]:
+def _mask_head_errors(cfg: CfgNode) -> list[str]:
     if not cfg.MODEL.MASK_ON:
         return []
     loss_name = cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS
@@ -91,7 +93,7 @@ def _mask_head_errors(cfg: CfgNode) -> List[str]:
     return errors
 
 
-def _keypoint_head_errors(cfg: CfgNode) -> List[str]:
+def _keypoint_head_errors(cfg: CfgNode) -> list[str]:
     if not cfg.MODEL.KEYPOINT_ON:
         return []
     errors = []
@@ -110,7 +112,7 @@ def _keypoint_head_errors(cfg: CfgNode) -> List[str]:
     return errors
 
 
-def model_config_errors(cfg: CfgNode) -> List[str]:
+def model_config_errors(cfg: CfgNode) -> list[str]:
     """Every inconsistency among the keys of the ROI heads, poolers, mask and keypoint heads, as messages."""
     roi_heads_class = _registered(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME)
     if roi_heads_class is None:
@@ -120,7 +122,8 @@ def model_config_errors(cfg: CfgNode) -> List[str]:
         errors += res5_roi_heads_config_errors(cfg)
     elif cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE != 2 and issubclass(roi_heads_class, Res5ROIHeads):
         errors.append(
-            f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE} is read by AnyPoolerRes5ROIHeads only; "
+            f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE} is read by "
+            "AnyPoolerRes5ROIHeads only; "
             f"MODEL.ROI_HEADS.NAME='{cfg.MODEL.ROI_HEADS.NAME}' builds its res5 with stride 2"
         )
     return errors

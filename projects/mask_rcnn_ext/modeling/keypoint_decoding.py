@@ -16,6 +16,7 @@ index; the rest runs once on all RoIs:
 The result equals detectron2's exactly (`tests/modeling/test_keypoint_decoding.py`); on the CPU,
 for 100 RoIs of 17 keypoints, it took 0.62 of detectron2's time (`tools/benchmark_heads.py`).
 """
+
 import torch
 from torch.nn import functional as F
 

@@ -11,7 +11,6 @@ and implement `layers`, or subclass ours and override `loss` or `inference` alon
   and initialisation, so detectron2 keypoint checkpoints load); with UP_SCALE 2, detectron2's
   fixed factor, it computes exactly what that head computes.
 """
-from typing import List
 
 import torch
 from detectron2.config import configurable
@@ -34,21 +33,21 @@ class BaseKeypointHead(BaseKeypointRCNNHead):
     `pred_keypoint_heatmaps`, as detectron2's heads do.
     """
 
-    def forward(self, x, instances: List[Instances]):
+    def forward(self, x, instances: list[Instances]):
         logits = self.layers(x)
         if self.training:
             return {"loss_keypoint": self.loss(logits, instances) * self.loss_weight}
         self.inference(logits, instances)
         return instances
 
-    def loss(self, logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, instances: list[Instances]) -> torch.Tensor:
         """Scalar loss of `logits` (R, K, M, M) against the foreground proposals' `gt_keypoints`;
         zero, still connected to the graph, without proposals or valid keypoints."""
         targets, valid = keypoint_targets(instances, logits.shape[-1])
         normalizer = keypoint_loss_normalizer(self.loss_normalizer, len(instances), valid)
         return keypoint_softmax_loss(logits, targets, valid, normalizer)
 
-    def inference(self, logits: torch.Tensor, instances: List[Instances]) -> None:
+    def inference(self, logits: torch.Tensor, instances: list[Instances]) -> None:
         """Set, on each image's instances (which have `pred_boxes`), `pred_keypoints` (R_i, K, 3):
         (x, y, score) in image coordinates, and `pred_keypoint_heatmaps` (R_i, K, M, M): the logits.
 
@@ -60,7 +59,9 @@ class BaseKeypointHead(BaseKeypointRCNNHead):
         boxes = torch.cat([i.pred_boxes.tensor for i in instances])
         keypoints = decode_keypoint_heatmaps(logits, boxes)[:, :, [0, 1, 3]]  # drop the raw logit
         num_per_image = [len(i) for i in instances]
-        for per_image, image_keypoints, heatmaps in zip(instances, keypoints.split(num_per_image), logits.split(num_per_image)):
+        for per_image, image_keypoints, heatmaps in zip(
+            instances, keypoints.split(num_per_image), logits.split(num_per_image)
+        ):
             per_image.pred_keypoints = image_keypoints
             per_image.pred_keypoint_heatmaps = heatmaps
 

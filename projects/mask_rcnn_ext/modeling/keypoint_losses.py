@@ -5,14 +5,15 @@ falls in. The head predicts K heatmaps of logits per RoI and is trained with an 
 cross-entropy per keypoint, which makes the keypoint's pixels compete for a single location.
 Targets and losses equal detectron2's `keypoint_rcnn_loss`.
 """
-from typing import List, Tuple, Union
+
+from typing import Union
 
 import torch
 from detectron2.structures import Instances
 from torch.nn import functional as F
 
 
-def keypoint_targets(instances: List[Instances], heatmap_side: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def keypoint_targets(instances: list[Instances], heatmap_side: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The target pixel of each (RoI, keypoint), in the order the keypoint head sees them.
 
     Args:
@@ -50,7 +51,9 @@ def keypoint_loss_normalizer(loss_normalizer: Union[str, float], num_images: int
     return int(valid.sum()) if loss_normalizer == "visible" else num_images * loss_normalizer
 
 
-def keypoint_softmax_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, normalizer: float) -> torch.Tensor:
+def keypoint_softmax_loss(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, normalizer: float
+) -> torch.Tensor:
     """Sum over valid keypoints of the m^2-way softmax cross-entropy, divided by `normalizer`.
 
     Args:

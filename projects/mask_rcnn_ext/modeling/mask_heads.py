@@ -14,7 +14,6 @@ subclass one of ours and override `loss` or `inference` alone.
   flattened RoI features, then one fc predicting every class's mask at twice the pooled
   resolution (28x28 from 14x14, the FCN head's output size).
 """
-from typing import List
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -66,14 +65,14 @@ class BaseMaskHead(BaseMaskRCNNHead):
             loss_weight=cfg.MASK_RCNN_EXT.MASK_HEAD.LOSS_WEIGHT,
         )
 
-    def forward(self, x, instances: List[Instances]):
+    def forward(self, x, instances: list[Instances]):
         logits = self.layers(x)
         if self.training:
             return {"loss_mask": self.loss(logits, instances) * self.loss_weight}
         self.inference(logits, instances)
         return instances
 
-    def loss(self, mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+    def loss(self, mask_logits: torch.Tensor, instances: list[Instances]) -> torch.Tensor:
         """Scalar loss of `mask_logits` (R, C, M, M) against the foreground proposals' ground truth.
 
         Logs detectron2's mask_rcnn/accuracy, false_positive and false_negative (the gt class's
@@ -87,7 +86,7 @@ class BaseMaskHead(BaseMaskRCNNHead):
         self._log_training_statistics(probabilities, gt_masks)
         return self.mask_loss.loss(mask_logits, gt_classes, gt_masks)
 
-    def inference(self, mask_logits: torch.Tensor, instances: List[Instances]) -> None:
+    def inference(self, mask_logits: torch.Tensor, instances: list[Instances]) -> None:
         """Set `pred_masks` (R_i, 1, M, M) on each image's instances (which have `pred_classes`)."""
         classes = torch.cat([i.pred_classes for i in instances]) if instances else mask_logits.new_zeros(0).long()
         probabilities = self.mask_loss.probabilities(mask_logits, classes)
@@ -125,7 +124,7 @@ class MLPMaskHead(BaseMaskHead):
     """
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, num_channels: int, fc_dims: List[int], mask_side: int, **kwargs):
+    def __init__(self, input_shape: ShapeSpec, *, num_channels: int, fc_dims: list[int], mask_side: int, **kwargs):
         """
         Args:
             input_shape: the pooled RoI features.

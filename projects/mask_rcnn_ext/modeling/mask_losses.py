@@ -14,8 +14,9 @@ Inference reads the predicted class's mask as a soft score `(R, 1, M, M)`, which
 the image and binarized at 0.5 (`mask_pasting.py`): the sigmoid of the class's logit, or for the softmax
 the class against its strongest rival, above 0.5 where the class wins the pixel's argmax.
 """
+
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
 import torch
 from detectron2.structures import BitMasks, Instances
@@ -28,7 +29,7 @@ from torch.nn import functional as F
 BITMASK_CROP_CHUNK = 16
 
 
-def mask_targets(instances: List[Instances], mask_side: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+def mask_targets(instances: list[Instances], mask_side: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The ground truth of each foreground proposal, in the order the mask head sees them.
 
     Args:
@@ -47,9 +48,13 @@ def mask_targets(instances: List[Instances], mask_side: int, device: torch.devic
         if len(per_image) == 0:
             continue
         gt_classes.append(per_image.gt_classes.to(dtype=torch.int64))
-        gt_masks.append(_cropped_gt_masks(per_image.gt_masks, per_image.proposal_boxes.tensor, mask_side).to(device=device))
+        gt_masks.append(
+            _cropped_gt_masks(per_image.gt_masks, per_image.proposal_boxes.tensor, mask_side).to(device=device)
+        )
     if not gt_masks:
-        return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, mask_side, mask_side, dtype=torch.bool, device=device)
+        return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(
+            0, mask_side, mask_side, dtype=torch.bool, device=device
+        )
     gt_masks = torch.cat(gt_masks)
     return torch.cat(gt_classes).to(device=device), gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
 
@@ -60,7 +65,12 @@ def _cropped_gt_masks(gt_masks, boxes: torch.Tensor, mask_side: int) -> torch.Te
     if not isinstance(gt_masks, BitMasks):
         return gt_masks.crop_and_resize(boxes, mask_side)
     chunks = range(0, len(boxes), BITMASK_CROP_CHUNK)
-    return torch.cat([gt_masks[i : i + BITMASK_CROP_CHUNK].crop_and_resize(boxes[i : i + BITMASK_CROP_CHUNK], mask_side) for i in chunks])
+    return torch.cat(
+        [
+            gt_masks[i : i + BITMASK_CROP_CHUNK].crop_and_resize(boxes[i : i + BITMASK_CROP_CHUNK], mask_side)
+            for i in chunks
+        ]
+    )
 
 
 def _class_channels(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -78,7 +88,9 @@ def sigmoid_mask_loss(mask_logits: torch.Tensor, gt_classes: torch.Tensor, gt_ma
         gt_classes: (R,) in [0, K).
         gt_masks: (R, M, M) bool.
     """
-    return F.binary_cross_entropy_with_logits(_class_channels(mask_logits, gt_classes), gt_masks.to(torch.float32), reduction="mean")
+    return F.binary_cross_entropy_with_logits(
+        _class_channels(mask_logits, gt_classes), gt_masks.to(torch.float32), reduction="mean"
+    )
 
 
 def sigmoid_mask_probabilities(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -134,7 +146,11 @@ class MaskLoss:
         return (1 if class_agnostic else num_classes) + self.background_channels
 
 
-MASK_LOSSES: Dict[str, MaskLoss] = {
-    "sigmoid": MaskLoss(sigmoid_mask_loss, sigmoid_mask_probabilities, background_channels=0, allows_class_agnostic=True),
-    "softmax": MaskLoss(softmax_mask_loss, softmax_mask_probabilities, background_channels=1, allows_class_agnostic=False),
+MASK_LOSSES: dict[str, MaskLoss] = {
+    "sigmoid": MaskLoss(
+        sigmoid_mask_loss, sigmoid_mask_probabilities, background_channels=0, allows_class_agnostic=True
+    ),
+    "softmax": MaskLoss(
+        softmax_mask_loss, softmax_mask_probabilities, background_channels=1, allows_class_agnostic=False
+    ),
 }

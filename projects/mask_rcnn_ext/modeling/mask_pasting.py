@@ -15,7 +15,8 @@ On CUDA detectron2 already pastes all masks of an image in one call; `paste_mask
 `PastedROIMasks` is detectron2's `ROIMasks` pasted by `paste_masks`; `MaskRCNN`
 (`meta_arch.py`) hands it to detectron2's `detector_postprocess`.
 """
-from typing import List, Tuple, Union
+
+from typing import Union
 
 import torch
 from detectron2.layers import paste_masks_in_image
@@ -27,7 +28,9 @@ MAX_PADDING = 1.5  # padded pixels of a group / pixels of its masks' own regions
 MAX_GROUP_PIXELS = 1 << 22  # a group's sampling grid: 32 MiB of float32 (x, y) pairs
 
 
-def paste_masks(masks: torch.Tensor, boxes: Union[torch.Tensor, Boxes], image_shape: Tuple[int, int], threshold: float = 0.5) -> torch.Tensor:
+def paste_masks(
+    masks: torch.Tensor, boxes: Union[torch.Tensor, Boxes], image_shape: tuple[int, int], threshold: float = 0.5
+) -> torch.Tensor:
     """Full-image masks from RoI masks: detectron2's `paste_masks_in_image` for threshold >= 0.
 
     Args:
@@ -61,7 +64,7 @@ def _pasting_regions(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
     return torch.cat([low, high], dim=1).long()
 
 
-def _similar_size_groups(regions: torch.Tensor) -> List[torch.Tensor]:
+def _similar_size_groups(regions: torch.Tensor) -> list[torch.Tensor]:
     """Indices of masks pasted together: by increasing region area, a group closes when adding
     the next mask would pad beyond MAX_PADDING or grow the grid beyond MAX_GROUP_PIXELS."""
     sizes = (regions[:, 2:] - regions[:, :2]).clamp(min=0)
@@ -93,7 +96,9 @@ def _paste_group(masks: torch.Tensor, boxes: torch.Tensor, regions: torch.Tensor
     grid_y = (pixel_y - y0) / (y1 - y0) * 2 - 1
     grid_x = (pixel_x - x0) / (x1 - x0) * 2 - 1
     count = len(masks)
-    grid = torch.stack([grid_x[:, None, :].expand(count, height, width), grid_y[:, :, None].expand(count, height, width)], dim=3)
+    grid = torch.stack(
+        [grid_x[:, None, :].expand(count, height, width), grid_y[:, :, None].expand(count, height, width)], dim=3
+    )
     return F.grid_sample(masks, grid.to(masks.dtype), align_corners=False)[:, 0] >= threshold
 
 
@@ -106,6 +111,8 @@ class PastedROIMasks(ROIMasks):
     def __getitem__(self, item) -> "PastedROIMasks":
         return PastedROIMasks(super().__getitem__(item).tensor)
 
-    def to_bitmasks(self, boxes: Union[torch.Tensor, Boxes], height: int, width: int, threshold: float = 0.5) -> BitMasks:
+    def to_bitmasks(
+        self, boxes: Union[torch.Tensor, Boxes], height: int, width: int, threshold: float = 0.5
+    ) -> BitMasks:
         paste = retry_if_cuda_oom(paste_masks)  # as detectron2's ROIMasks pastes
         return BitMasks(paste(self.tensor, boxes, (height, width), threshold))

@@ -4,7 +4,8 @@
 Same modules and parameters as GeneralizedRCNN, so checkpoints of either load into the other;
 training is GeneralizedRCNN's own. Our configs set MODEL.META_ARCHITECTURE: "MaskRCNN".
 """
-from typing import Dict, List, Optional
+
+from typing import Optional
 
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
@@ -15,7 +16,12 @@ from .mask_pasting import PastedROIMasks
 
 @META_ARCH_REGISTRY.register()
 class MaskRCNN(GeneralizedRCNN):
-    def inference(self, batched_inputs: List[Dict[str, torch.Tensor]], detected_instances: Optional[List[Instances]] = None, do_postprocess: bool = True):
+    def inference(
+        self,
+        batched_inputs: list[dict[str, torch.Tensor]],
+        detected_instances: Optional[list[Instances]] = None,
+        do_postprocess: bool = True,
+    ):
         """GeneralizedRCNN.inference; with do_postprocess, each image's (R, 1, M, M) `pred_masks`
         reach detectron2's `detector_postprocess` as PastedROIMasks, which that function pastes
         into (R, height, width) bool masks by calling their `to_bitmasks`."""

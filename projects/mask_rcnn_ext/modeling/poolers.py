@@ -1,5 +1,6 @@
 """detectron2's ROIPooler with its per-level op taken from `ROI_FEATURE_OP_REGISTRY` by name."""
-from typing import Dict, List, Optional, Tuple, Union
+
+from typing import Optional, Union
 
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
@@ -17,7 +18,9 @@ class RoIFeaturePooler(ROIPooler):
     computes: the same torchvision kernels with the same arguments.
     """
 
-    def __init__(self, output_size, scales, sampling_ratio: int, pooler_type: str, canonical_box_size=224, canonical_level=4):
+    def __init__(
+        self, output_size, scales, sampling_ratio: int, pooler_type: str, canonical_box_size=224, canonical_level=4
+    ):
         op = ROI_FEATURE_OP_REGISTRY.get(pooler_type)
         # ROIPooler's constructor checks the scales and derives the pyramid levels, but only knows
         # its own four ops: let it build ROIAlignV2 ones, then put the requested op in their place.
@@ -26,8 +29,8 @@ class RoIFeaturePooler(ROIPooler):
 
 
 def build_roi_pooler(
-    head_cfg: CfgNode, in_features: List[str], input_shape: Dict[str, ShapeSpec]
-) -> Tuple[Optional[RoIFeaturePooler], Union[ShapeSpec, Dict[str, ShapeSpec]]]:
+    head_cfg: CfgNode, in_features: list[str], input_shape: dict[str, ShapeSpec]
+) -> tuple[Optional[RoIFeaturePooler], Union[ShapeSpec, dict[str, ShapeSpec]]]:
     """The pooler a head's config node asks for, and the shape of what the head then receives.
 
     Args:

@@ -12,6 +12,7 @@ Every BitMasks method reads `tensor`, so each behaves as before; our mask loss c
 (`mask_losses.BITMASK_CROP_CHUNK`), so at most a chunk of masks is ever gathered.
 `ProposalMasksSampling` puts it in place for the ROI heads' proposal sampling.
 """
+
 from typing import Optional
 
 import torch

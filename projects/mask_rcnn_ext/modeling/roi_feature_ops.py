@@ -26,7 +26,6 @@ max-aggregating ops have no torchvision kernel; `roi_align_max` computes them in
 CUDA, with autograd) at the sample points and with the bilinear rule of torchvision's
 `roi_align`, so ROIAlignMax differs from ROIAlign only in max versus mean over a bin's samples.
 """
-from typing import Tuple
 
 import torch
 from detectron2.utils.registry import Registry
@@ -54,9 +53,7 @@ def round_rois_to_feature_grid(rois: torch.Tensor, spatial_scale: float) -> torc
     return torch.cat([rois[:, :1], rounded / spatial_scale], dim=1)
 
 
-def _sample_coordinates(
-    start: torch.Tensor, length: torch.Tensor, bins: int, sampling_ratio: int
-) -> torch.Tensor:
+def _sample_coordinates(start: torch.Tensor, length: torch.Tensor, bins: int, sampling_ratio: int) -> torch.Tensor:
     """(K, bins * sampling_ratio) sample positions along one axis, in feature pixels.
 
     Sample `i` of bin `b` sits at `start + b * bin + (i + 0.5) * bin / sampling_ratio`, evaluated
@@ -71,7 +68,7 @@ def _sample_coordinates(
 def roi_align_max(
     features: torch.Tensor,
     rois: torch.Tensor,
-    output_size: Tuple[int, int],
+    output_size: tuple[int, int],
     spatial_scale: float,
     sampling_ratio: int,
     aligned: bool,
@@ -123,7 +120,11 @@ def roi_align_max(
     for image, selected in zip(images.tolist(), order.split(counts.tolist())):
         image_grid = grid[selected].reshape(1, selected.numel() * ys.shape[1], xs.shape[1], 2)
         samples = F.grid_sample(
-            features[image : image + 1].to(dtype), image_grid, mode="bilinear", padding_mode="border", align_corners=False
+            features[image : image + 1].to(dtype),
+            image_grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
         )  # (1, C, K_image * Py, Px)
         samples = samples.reshape(channels, selected.numel(), ys.shape[1], xs.shape[1]).transpose(0, 1)
         pooled.append(F.max_pool2d(samples * inside[selected, None].to(dtype), sampling_ratio))
@@ -135,7 +136,7 @@ class RoIFeatureOp(nn.Module):
 
     needs_positive_sampling_ratio = False
 
-    def __init__(self, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int):
+    def __init__(self, output_size: tuple[int, int], spatial_scale: float, sampling_ratio: int):
         super().__init__()
         if self.needs_positive_sampling_ratio and sampling_ratio <= 0:
             raise ValueError(
@@ -147,7 +148,9 @@ class RoIFeatureOp(nn.Module):
         self.sampling_ratio = sampling_ratio
 
     def extra_repr(self) -> str:
-        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio}"
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio}"
+        )
 
 
 class _BilinearRoIFeatureOp(RoIFeatureOp):
@@ -162,7 +165,9 @@ class _BilinearRoIFeatureOp(RoIFeatureOp):
         if self.round_rois:
             rois = round_rois_to_feature_grid(rois, self.spatial_scale)
         if self.max_aggregate:  # samples in at least float32, whatever the features' dtype (AMP)
-            return roi_align_max(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+            return roi_align_max(
+                features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+            )
         # torchvision's kernel takes RoIs of the features' dtype, as detectron2's ROIAlign gives them
         rois = rois.to(dtype=features.dtype)
         return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
@@ -179,17 +184,35 @@ class ROIPool(RoIFeatureOp):
 # name -> (what it is, RoI rounded to the feature grid, half-pixel aligned samples, max over a
 # bin's samples). Each becomes a registered subclass of _BilinearRoIFeatureOp of that name.
 BILINEAR_OPS = {
-    "ROIAlign": ("The paper's RoIAlign (Detectron's pixel model, detectron2's 'ROIAlign'): average of bilinear samples.", False, False, False),
+    "ROIAlign": (
+        "The paper's RoIAlign (Detectron's pixel model, detectron2's 'ROIAlign'): average of bilinear samples.",
+        False,
+        False,
+        False,
+    ),
     "ROIAlignMax": ("The paper's RoIAlign with max aggregation (Table 2(c), 'RoIAlign max').", False, False, True),
     "ROIAlignV2": ("detectron2's default ROIAlignV2: samples shifted by half a pixel, averaged.", False, True, False),
     "ROIAlignV2Max": ("ROIAlignV2's half-pixel-aligned samples, max-aggregated.", False, True, True),
-    "ROIWarp": ("RoIWarp (Table 2(c), 'ave'): the RoI rounded to the feature grid, then sampled bilinearly.", True, False, False),
+    "ROIWarp": (
+        "RoIWarp (Table 2(c), 'ave'): the RoI rounded to the feature grid, then sampled bilinearly.",
+        True,
+        False,
+        False,
+    ),
     "ROIWarpMax": ("RoIWarp with max aggregation (Table 2(c), 'RoIWarp max').", True, False, True),
-}  # fmt: skip
+}
 for _name, (_doc, _round_rois, _aligned, _max_aggregate) in BILINEAR_OPS.items():
     ROI_FEATURE_OP_REGISTRY.register(
-        type(_name, (_BilinearRoIFeatureOp,), {
-            "__doc__": _doc, "__module__": __name__, "round_rois": _round_rois, "aligned": _aligned,
-            "max_aggregate": _max_aggregate, "needs_positive_sampling_ratio": _max_aggregate,
-        })  # fmt: skip
+        type(
+            _name,
+            (_BilinearRoIFeatureOp,),
+            {
+                "__doc__": _doc,
+                "__module__": __name__,
+                "round_rois": _round_rois,
+                "aligned": _aligned,
+                "max_aggregate": _max_aggregate,
+                "needs_positive_sampling_ratio": _max_aggregate,
+            },
+        )
     )

@@ -7,14 +7,13 @@ average bins, ...). With detectron2's pooler types they build the same modules a
 classes, so they compute the same thing. Both keep sampled proposals' ground-truth bitmasks
 without a copy per proposal (`proposal_masks.py`).
 """
-from typing import List
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads import (
     FastRCNNOutputLayers,
-    ROIHeads,
     Res5ROIHeads,
+    ROIHeads,
     build_box_head,
     build_keypoint_head,
     build_mask_head,
@@ -93,15 +92,21 @@ def _pooled_head_arguments(name: str, cfg, head_cfg, build_head, input_shape) ->
     return {f"{name}_in_features": in_features, f"{name}_pooler": pooler, f"{name}_head": build_head(cfg, pooled_shape)}
 
 
-def res5_roi_heads_config_errors(cfg) -> List[str]:
+def res5_roi_heads_config_errors(cfg) -> list[str]:
     """What AnyPoolerRes5ROIHeads cannot build, as messages naming the keys."""
     errors = []
     if cfg.MODEL.KEYPOINT_ON:
         errors.append("MODEL.KEYPOINT_ON=True: AnyPoolerRes5ROIHeads (C4) predicts no keypoints; use AnyPoolerROIHeads")
     if len(cfg.MODEL.ROI_HEADS.IN_FEATURES) != 1:
-        errors.append(f"MODEL.ROI_HEADS.IN_FEATURES={list(cfg.MODEL.ROI_HEADS.IN_FEATURES)}: a C4 model pools from one feature map")
+        errors.append(
+            f"MODEL.ROI_HEADS.IN_FEATURES={list(cfg.MODEL.ROI_HEADS.IN_FEATURES)}: "
+            "a C4 model pools from one feature map"
+        )
     if not cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE:
         errors.append("MODEL.ROI_BOX_HEAD.POOLER_TYPE is empty: a C4 model's box and mask heads share its pooler")
     if cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE not in (1, 2):
-        errors.append(f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE}: expected 1 (the paper) or 2 (detectron2)")
+        errors.append(
+            f"MASK_RCNN_EXT.RES5_HEAD.STRIDE={cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE}: "
+            "expected 1 (the paper) or 2 (detectron2)"
+        )
     return errors
