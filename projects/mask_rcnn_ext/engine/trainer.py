@@ -14,7 +14,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_mask_rcnn_ext_config
 from ..io_utils import write_json_atomically
 from .checkpoint import AtomicCheckpointer
-from .config_checks import check_config
+from .config_vs_datasets import check_config
 from .distributed import wrap_for_distributed
 from .evaluators import build_evaluator
 from .training_data import build_checked_train_loader

@@ -1,4 +1,5 @@
-"""Checks, before a model is built, that the keys our components read make sense together.
+"""Checks, before a model is built, that the config's keys agree with the ROI heads, poolers, mask
+and keypoint heads (and their losses) it names.
 
 Without them a POOLER_TYPE of ours under detectron2's ROI heads fails deep inside ROIPooler
 ("Unknown pooler type"), and MASK_RCNN_EXT.MASK_HEAD.LOSS (or LOSS_WEIGHT, or

@@ -1,5 +1,5 @@
 """Checks, before any data is loaded or model built, that a config agrees with the datasets it
-names and that the model keys make sense together (`modeling/config_checks.py`).
+names and that the model keys make sense together (`modeling/config_vs_heads.py`).
 
 A mismatch (say NUM_CLASSES or NUM_KEYPOINTS against the dataset's classes and keypoints) would
 otherwise surface as a shape error or silently wrong numbers hours into training.
@@ -9,7 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..data.coco_keypoints import keypoint_set_errors
-from ..modeling.config_checks import model_config_errors
+from ..modeling.config_vs_heads import model_config_errors
 from .evaluators import keypoint_oks_sigmas
 
 
