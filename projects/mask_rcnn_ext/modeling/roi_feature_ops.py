@@ -153,26 +153,6 @@ class RoIFeatureOp(nn.Module):
         )
 
 
-class _BilinearRoIFeatureOp(RoIFeatureOp):
-    """RoIAlign-family op; each of BILINEAR_OPS is a subclass that sets whether RoIs are rounded,
-    samples aligned and bins max-pooled."""
-
-    round_rois: bool
-    aligned: bool
-    max_aggregate: bool
-
-    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        if self.round_rois:
-            rois = round_rois_to_feature_grid(rois, self.spatial_scale)
-        if self.max_aggregate:  # samples in at least float32, whatever the features' dtype (AMP)
-            return roi_align_max(
-                features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
-            )
-        # torchvision's kernel takes RoIs of the features' dtype, as detectron2's ROIAlign gives them
-        rois = rois.to(dtype=features.dtype)
-        return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
-
 @ROI_FEATURE_OP_REGISTRY.register()
 class ROIPool(RoIFeatureOp):
     """Fast R-CNN's RoIPool: RoI and bins rounded to the feature grid, max over each bin's cells."""
@@ -181,38 +161,70 @@ class ROIPool(RoIFeatureOp):
         return roi_pool(features, rois.to(dtype=features.dtype), self.output_size, self.spatial_scale)
 
 
-# name -> (what it is, RoI rounded to the feature grid, half-pixel aligned samples, max over a
-# bin's samples). Each becomes a registered subclass of _BilinearRoIFeatureOp of that name.
-BILINEAR_OPS = {
-    "ROIAlign": (
-        "The paper's RoIAlign (Detectron's pixel model, detectron2's 'ROIAlign'): average of bilinear samples.",
-        False,
-        False,
-        False,
-    ),
-    "ROIAlignMax": ("The paper's RoIAlign with max aggregation (Table 2(c), 'RoIAlign max').", False, False, True),
-    "ROIAlignV2": ("detectron2's default ROIAlignV2: samples shifted by half a pixel, averaged.", False, True, False),
-    "ROIAlignV2Max": ("ROIAlignV2's half-pixel-aligned samples, max-aggregated.", False, True, True),
-    "ROIWarp": (
-        "RoIWarp (Table 2(c), 'ave'): the RoI rounded to the feature grid, then sampled bilinearly.",
-        True,
-        False,
-        False,
-    ),
-    "ROIWarpMax": ("RoIWarp with max aggregation (Table 2(c), 'RoIWarp max').", True, False, True),
-}
-for _name, (_doc, _round_rois, _aligned, _max_aggregate) in BILINEAR_OPS.items():
-    ROI_FEATURE_OP_REGISTRY.register(
-        type(
-            _name,
-            (_BilinearRoIFeatureOp,),
-            {
-                "__doc__": _doc,
-                "__module__": __name__,
-                "round_rois": _round_rois,
-                "aligned": _aligned,
-                "max_aggregate": _max_aggregate,
-                "needs_positive_sampling_ratio": _max_aggregate,
-            },
-        )
-    )
+class _BilinearRoIFeatureOp(RoIFeatureOp):
+    """RoIAlign family: `sampling_ratio`^2 bilinear samples per bin, averaged. Subclasses set
+    whether the RoI is first rounded to the feature grid (`round_rois`) and whether the samples
+    are shifted by half a feature pixel (`aligned`)."""
+
+    round_rois = False
+    aligned = False
+
+    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """features (N, C, H, W), rois (K, 5) -> (K, C, out_h, out_w)."""
+        if self.round_rois:
+            rois = round_rois_to_feature_grid(rois, self.spatial_scale)
+        return self._pool_bins(features, rois)
+
+    def _pool_bins(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        # torchvision's kernel takes RoIs of the features' dtype, as detectron2's ROIAlign gives them
+        rois = rois.to(dtype=features.dtype)
+        return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+
+class _MaxBilinearRoIFeatureOp(_BilinearRoIFeatureOp):
+    """The same samples, max-pooled per bin (`roi_align_max`): a max over an adaptive sample count
+    that varies per RoI has no kernel, hence a fixed positive `sampling_ratio`."""
+
+    needs_positive_sampling_ratio = True
+
+    def _pool_bins(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        # samples in at least float32, whatever the features' dtype (AMP)
+        return roi_align_max(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIAlign(_BilinearRoIFeatureOp):
+    """The paper's RoIAlign (Detectron's pixel model, detectron2's 'ROIAlign'): average of bilinear samples."""
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIAlignMax(_MaxBilinearRoIFeatureOp):
+    """The paper's RoIAlign with max aggregation (Table 2(c), 'RoIAlign max')."""
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIAlignV2(_BilinearRoIFeatureOp):
+    """detectron2's default ROIAlignV2: samples shifted by half a pixel, averaged."""
+
+    aligned = True
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIAlignV2Max(_MaxBilinearRoIFeatureOp):
+    """ROIAlignV2's half-pixel-aligned samples, max-aggregated."""
+
+    aligned = True
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIWarp(_BilinearRoIFeatureOp):
+    """RoIWarp (Table 2(c), 'ave'): the RoI rounded to the feature grid, then sampled bilinearly."""
+
+    round_rois = True
+
+
+@ROI_FEATURE_OP_REGISTRY.register()
+class ROIWarpMax(_MaxBilinearRoIFeatureOp):
+    """RoIWarp with max aggregation (Table 2(c), 'RoIWarp max')."""
+
+    round_rois = True
