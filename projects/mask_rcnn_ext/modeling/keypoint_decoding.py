@@ -13,8 +13,8 @@ index; the rest runs once on all RoIs:
   division detectron2 computes there, so the normaliser alone is needed, for all RoIs at once;
 * coordinates are the same elementwise float32 operations, on (R, K) tensors;
 * box sizes come to the host in one `tolist()`.
-The result equals detectron2's exactly (`tests/modeling/test_keypoint_decoding.py`); on the CPU,
-for 100 RoIs of 17 keypoints, it took 0.62 of detectron2's time (`tools/benchmark_heads.py`).
+The result equals detectron2's exactly (`tests/modeling/test_keypoint_decoding.py`);
+`benchmarks/heads.py` times the two side by side.
 """
 
 import torch

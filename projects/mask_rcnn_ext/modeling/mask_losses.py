@@ -23,9 +23,9 @@ from detectron2.structures import BitMasks, Instances
 from torch.nn import functional as F
 
 # Proposals whose ground-truth bitmasks are cropped at once. detectron2's BitMasks.crop_and_resize
-# makes a float32 copy of every proposal's full-image mask: for 256 foreground proposals at
-# 800x1333 that is 1.1 GB at once, the peak of a whole R50-FPN training step. In chunks, the copy
-# is that of 16; each proposal's crop is computed alone, so the result is the same bit for bit.
+# makes a float32 copy of every proposal's full-image mask at once (256 foreground proposals at
+# 800x1333: 256 x 800 x 1333 float32), which would set a training step's peak memory. In chunks,
+# the copy is that of 16; each proposal's crop is computed alone, so the result is the same bit for bit.
 BITMASK_CROP_CHUNK = 16
 
 

@@ -2,9 +2,9 @@
 
 detectron2's `ROIHeads.label_and_sample_proposals` gives each sampled proposal (512 an image) the
 fields of its matched ground truth by indexing them; for BitMasks that copies one full-image mask
-per proposal. In `tools/benchmark.py`'s R50 batch (two 800x880-933 images, 8 objects) that is
-708 MiB of bool copies of 8 masks, live through the box and mask heads, when the training step
-peaked at 1838 MiB; it is why torchvision (which indexes per image) trained in less memory.
+per proposal: hundreds of full-image bool copies of a few masks, live through the box and mask
+heads. They are a large part of a training step's peak memory, and why torchvision (which indexes
+per image) needs less (`benchmarks/peers.py` measures training memory against both).
 
 `ProposalBitMasks` is a BitMasks that keeps the image's G masks once and each proposal's index
 into them: indexing composes the indices, and `tensor` gathers the selected masks only when read.
