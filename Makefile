@@ -5,6 +5,7 @@ VENV ?= .venv
 # e.g. VENV_FLAGS=--system-site-packages to reuse a torch/detectron2 installed outside the venv
 VENV_FLAGS ?=
 # a detectron2 source checkout, git+https URL or wheel to install instead of the registry sdist
+# (a checkout or git URL is built from a copy with dev/install_detectron2.py's SOURCE_FIXES; a wheel as it is)
 DETECTRON2_SOURCE ?=
 PY := $(VENV)/bin/python
 # torch/torchvision pins: the versions this project is tested with (local files on our machines).

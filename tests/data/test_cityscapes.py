@@ -110,14 +110,18 @@ def test_records_from_polygons_equal_records_from_instance_images(tree):
 
 def test_records_equal_detectron2_v06_loader(tree):
     """detectron2 v0.6's png route gives the same records but for its boxes, which end one pixel
-    early (x1 = last column); detectron2 main's Cityscapes module cannot be imported outside Meta."""
+    early (x1 = last column). detectron2 main's loader imports a Meta-internal package
+    (`deeplearning.projects.cityscapesApi`, facebookresearch/detectron2#5436) when it is called,
+    in its worker processes: there the test skips."""
+    from detectron2.data.datasets.cityscapes import load_cityscapes_instances as detectron2_loader
+
     try:
-        from detectron2.data.datasets.cityscapes import load_cityscapes_instances as detectron2_loader
-    except ImportError as error:
-        pytest.skip(f"detectron2's Cityscapes loader does not import here: {error}")
-    theirs = sorted(
-        detectron2_loader(tree.image_dir, tree.gt_dir, from_json=False, to_polygons=False), key=lambda r: r["file_name"]
-    )
+        records = detectron2_loader(tree.image_dir, tree.gt_dir, from_json=False, to_polygons=False)
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("deeplearning"):
+            raise
+        pytest.skip(f"detectron2's Cityscapes loader is broken upstream (facebookresearch/detectron2#5436): {error}")
+    theirs = sorted(records, key=lambda r: r["file_name"])
     ours = load_cityscapes_instances(tree)
     assert len(ours) == len(theirs) == NUM_IMAGES
     for mine, reference in zip(ours, theirs):
