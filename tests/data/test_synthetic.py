@@ -7,12 +7,11 @@ import os
 import cv2
 import numpy as np
 import pytest
+from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_FLIP_MAP, COCO_PERSON_KEYPOINT_NAMES
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
 from mask_rcnn_ext.data.synthetic import (
-    COCO_KEYPOINT_FLIP_MAP,
-    COCO_KEYPOINT_NAMES,
     PERSON_CLASS,
     SHAPE_CLASSES,
     TEXTURE_NOISE,
@@ -24,7 +23,7 @@ from mask_rcnn_ext.data.synthetic import (
 )
 
 SPEC = SyntheticSpec(num_images=24, seed=7)
-KP = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
+KP = {name: i for i, name in enumerate(COCO_PERSON_KEYPOINT_NAMES)}
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +152,10 @@ def test_categories_describe_coco_person_keypoints(split):
     with open(split[0]) as f:
         categories = json.load(f)["categories"]
     person = categories[0]
-    assert person["name"] == PERSON_CLASS and person["keypoints"] == list(COCO_KEYPOINT_NAMES)
+    assert person["name"] == PERSON_CLASS and person["keypoints"] == list(COCO_PERSON_KEYPOINT_NAMES)
     assert len(person["skeleton"]) == 19
     assert [c["name"] for c in categories] == list(THING_CLASSES)
-    assert all(name in COCO_KEYPOINT_NAMES for pair in COCO_KEYPOINT_FLIP_MAP for name in pair)
+    assert all(name in COCO_PERSON_KEYPOINT_NAMES for pair in COCO_PERSON_KEYPOINT_FLIP_MAP for name in pair)
 
 
 def test_ensure_reuses_a_matching_split_and_regenerates_a_changed_one(split, tmp_path):

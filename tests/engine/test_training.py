@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SYNTHETIC_CONFIG, run_tool
+from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
 from mask_rcnn_ext import build_config
-from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
@@ -57,7 +57,7 @@ def test_evaluation_reports_per_keypoint_diagnostics(trained_run):
     diagnostics = _eval_results(trained_run)["keypoint_diagnostics"]
     with open(os.path.join(trained_run, "inference", "keypoint_diagnostics.json")) as f:
         table = json.load(f)
-    assert [k["name"] for k in table["per_keypoint"]] == list(COCO_KEYPOINT_NAMES)
+    assert [k["name"] for k in table["per_keypoint"]] == list(COCO_PERSON_KEYPOINT_NAMES)
     assert diagnostics["detect@0.5"] == table["detect@0.5"]
     assert diagnostics["mean_error-nose"] == table["per_keypoint"][0]["mean_error"]
     assert table["detect@0.5"] > DETECT_AT_05_FLOOR, table["detect@0.5"]

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data import MetadataCatalog
+from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext.data import register_coco_keypoints
-from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES, THING_CLASSES
+from mask_rcnn_ext.data.synthetic import THING_CLASSES
 
 
 def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, datasets_env, tmp_path):
@@ -61,7 +62,7 @@ def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, 
         assert inst["score"] >= 0.05
         assert inst["category_name"] == THING_CLASSES[inst["category_id"]]
         assert len(inst["bbox"]) == 4 and set(inst["segmentation"]) == {"size", "counts"}
-        assert len(inst["keypoints"]) == 3 * len(COCO_KEYPOINT_NAMES)
+        assert len(inst["keypoints"]) == 3 * len(COCO_PERSON_KEYPOINT_NAMES)
 
 
 def test_demo_exits_1_when_nothing_is_readable(trained_run, datasets_env, tmp_path):

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import torch
 from conftest import SYNTHETIC_CONFIG, run_tool
+from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
 from mask_rcnn_ext.data.builtin import SYNTHETIC_SPLITS
-from mask_rcnn_ext.data.synthetic import COCO_KEYPOINT_NAMES, ensure_coco_split
+from mask_rcnn_ext.data.synthetic import ensure_coco_split
 
 # Each midline point is the middle of two COCO keypoints (a point with itself is that point), so
 # a horizontal flip maps every one to itself: the set needs no flip map.
@@ -30,7 +31,7 @@ for split in ("train", "val"):
 
 def midline_coco(coco: dict) -> dict:
     """`coco` (the synthetic split's json) with the person's 17 keypoints replaced by MIDLINE's."""
-    index = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
+    index = {name: i for i, name in enumerate(COCO_PERSON_KEYPOINT_NAMES)}
     annotations = []
     for ann in coco["annotations"]:
         k17 = np.array(ann["keypoints"], dtype=float).reshape(-1, 3)

@@ -1,7 +1,8 @@
 """Registers the built-in datasets with detectron2's DatasetCatalog/MetadataCatalog, under
 `$DETECTRON2_DATASETS` (default `./datasets/`):
 
-* the synthetic COCO-format splits, generated on first use (see `synthetic.py`) under `synthetic/`;
+* the synthetic COCO-format splits, generated on first use (the `synthetic` subpackage) under
+  `synthetic/`;
 * Cityscapes fine instances, `cityscapes/{leftImg8bit,gtFine}/<split>/` (datasets/README.md), parsed
   once and cached under `cityscapes/cache/`;
 * a synthetic Cityscapes tree, generated on first use under `synthetic_cityscapes/`.
@@ -12,17 +13,15 @@ from typing import Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
-from detectron2.data.datasets.builtin_meta import KEYPOINT_CONNECTION_RULES
+from detectron2.data.datasets.builtin_meta import (
+    COCO_PERSON_KEYPOINT_FLIP_MAP,
+    COCO_PERSON_KEYPOINT_NAMES,
+    KEYPOINT_CONNECTION_RULES,
+)
 
 from .cityscapes import CityscapesTree, cityscapes_metadata, load_cityscapes_instances, register_cityscapes_instances
 from .coco_keypoints import COCO_PERSON_OKS_SIGMAS
-from .synthetic import (
-    COCO_KEYPOINT_FLIP_MAP,
-    COCO_KEYPOINT_NAMES,
-    THING_CLASSES,
-    SyntheticSpec,
-    ensure_coco_split,
-)
+from .synthetic import THING_CLASSES, SyntheticSpec, ensure_coco_split
 from .synthetic_cityscapes import SyntheticCityscapesSpec, ensure_split
 
 # name -> what to generate. Train and val of a kind differ only in seed and size.
@@ -44,8 +43,8 @@ def synthetic_metadata() -> dict:
     return dict(
         thing_classes=list(THING_CLASSES),
         thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(THING_CLASSES))},
-        keypoint_names=list(COCO_KEYPOINT_NAMES),
-        keypoint_flip_map=list(COCO_KEYPOINT_FLIP_MAP),
+        keypoint_names=list(COCO_PERSON_KEYPOINT_NAMES),
+        keypoint_flip_map=list(COCO_PERSON_KEYPOINT_FLIP_MAP),
         keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
         # COCO's per-keypoint OKS sigmas, as pycocotools defines them; read by our evaluator.
         keypoint_oks_sigmas=list(COCO_PERSON_OKS_SIGMAS),
