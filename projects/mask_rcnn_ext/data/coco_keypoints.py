@@ -7,12 +7,13 @@ read is filled in: `keypoint_names`, `keypoint_flip_map`, `keypoint_oks_sigmas` 
 """
 
 import json
+import statistics
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Optional
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.utils.colormap import colormap
 from detectron2.utils.file_io import PathManager
@@ -21,11 +22,21 @@ from pycocotools.cocoeval import Params
 # COCO's 17 person keypoint sigmas, as pycocotools defines them; COCOEvaluator uses them when given none.
 COCO_PERSON_OKS_SIGMAS = tuple(float(s) for s in Params(iouType="keypoints").kpt_oks_sigmas)
 
-# The OKS sigma of each keypoint of a set registered without its own: the mean of COCO's 17 (0.0669),
-# i.e. every keypoint is taken to be as precisely placeable as an average COCO body keypoint -
-# stricter than hips (0.107), laxer than eyes (0.025). A guess, hence the warning: per-keypoint
-# sigmas measured as COCO's were (spread of repeated annotations relative to object scale) are better.
-DEFAULT_OKS_SIGMA = 0.067
+# The OKS sigma of each keypoint of a set registered without its own: the mean of COCO's 17 (to 3
+# decimals), i.e. every keypoint is taken to be as precisely placeable as an average COCO body
+# keypoint - stricter than hips, laxer than eyes. A guess, hence the warning: per-keypoint sigmas
+# measured as COCO's were (spread of repeated annotations relative to object scale) are better.
+DEFAULT_OKS_SIGMA = round(statistics.fmean(COCO_PERSON_OKS_SIGMAS), 3)
+
+
+def resolve_oks_sigmas(metadata: Metadata, given: Optional[Sequence[float]] = None) -> list[float]:
+    """(K,) the OKS sigmas keypoint AP uses for a dataset: `given` unless None or empty, else its
+    `metadata`'s keypoint_oks_sigmas, else COCO's 17 person sigmas (COCOEvaluator's default).
+
+    The one place that default is applied: the evaluators and the start-up config checks call it."""
+    if given is None or not len(given):
+        given = metadata.get("keypoint_oks_sigmas", None)
+    return [float(s) for s in (COCO_PERSON_OKS_SIGMAS if given is None else given)]
 
 
 def keypoint_set_errors(

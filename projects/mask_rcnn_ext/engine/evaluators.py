@@ -1,14 +1,13 @@
 """Chooses the evaluators of a dataset from its metadata (`evaluator_type`)."""
 
 import importlib.util
-from collections.abc import Sequence
 from typing import Optional
 
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 
-from ..data.coco_keypoints import COCO_PERSON_OKS_SIGMAS
+from ..data.coco_keypoints import resolve_oks_sigmas
 from ..evaluation import CityscapesInstanceEvaluator, KeypointDiagnosticsEvaluator
 
 
@@ -32,13 +31,13 @@ def use_fast_coco_eval(backend: str) -> bool:
     return backend == "detectron2_fast"
 
 
-def keypoint_oks_sigmas(cfg: CfgNode, dataset_name: str) -> Sequence[float]:
-    """OKS sigmas for `dataset_name`: its metadata's `keypoint_oks_sigmas`, else TEST.KEYPOINT_OKS_SIGMAS.
+def keypoint_oks_sigmas(cfg: CfgNode, dataset_name: str) -> list[float]:
+    """(K,) OKS sigmas for `dataset_name`: its metadata's `keypoint_oks_sigmas`, else
+    TEST.KEYPOINT_OKS_SIGMAS, else COCO's 17 person sigmas (`resolve_oks_sigmas`).
 
-    Returns an empty sequence when neither is set; COCOEvaluator then uses COCO's 17 person sigmas.
-    Raises ValueError when the two disagree, or when the sigmas taken from the config or COCO do not
-    number the dataset's keypoint_names. The start-up config checks call this, so both fail before
-    training rather than at the first evaluation.
+    Raises ValueError when the metadata's and the config's disagree, or when the sigmas taken from
+    the config or COCO do not number the dataset's keypoint_names. The start-up config checks call
+    this, so both fail before training rather than at the first evaluation.
     """
     meta = MetadataCatalog.get(dataset_name)
     from_metadata = meta.get("keypoint_oks_sigmas", None)
@@ -49,19 +48,20 @@ def keypoint_oks_sigmas(cfg: CfgNode, dataset_name: str) -> Sequence[float]:
                 f"TEST.KEYPOINT_OKS_SIGMAS={from_cfg} disagrees with the keypoint_oks_sigmas of dataset "
                 f"'{dataset_name}' ({list(from_metadata)}); leave TEST.KEYPOINT_OKS_SIGMAS empty to use the dataset's."
             )
-        return list(from_metadata)  # their count is checked with the dataset's other keypoint metadata
+        return resolve_oks_sigmas(meta)  # their count is checked with the dataset's other keypoint metadata
+    sigmas = resolve_oks_sigmas(meta, from_cfg)
     names = meta.get("keypoint_names", None)
-    if names is not None and len(from_cfg or COCO_PERSON_OKS_SIGMAS) != len(names):
+    if names is not None and len(sigmas) != len(names):
         used = (
             f"the {len(from_cfg)} TEST.KEYPOINT_OKS_SIGMAS"
             if from_cfg
-            else f"COCO's {len(COCO_PERSON_OKS_SIGMAS)} person sigmas (it has no keypoint_oks_sigmas and "
+            else f"COCO's {len(sigmas)} person sigmas (it has no keypoint_oks_sigmas and "
             f"TEST.KEYPOINT_OKS_SIGMAS is empty)"
         )
         raise ValueError(
             f"Dataset '{dataset_name}' has {len(names)} keypoint_names but its keypoint AP would use {used}"
         )
-    return from_cfg
+    return sigmas
 
 
 def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:

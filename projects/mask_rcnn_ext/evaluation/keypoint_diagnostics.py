@@ -41,7 +41,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from pycocotools.coco import COCO
 
-from ..data.coco_keypoints import COCO_PERSON_OKS_SIGMAS
+from ..data.coco_keypoints import resolve_oks_sigmas
 from ..io_utils import write_json_atomically
 
 MATCH_OKS_THRESHOLD = 0.5
@@ -279,11 +279,7 @@ class KeypointDiagnosticsEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._distributed = distributed
         self._metadata = MetadataCatalog.get(dataset_name)
-        if oks_sigmas is None or not len(oks_sigmas):
-            oks_sigmas = self._metadata.get("keypoint_oks_sigmas", None)
-        if oks_sigmas is None:
-            oks_sigmas = COCO_PERSON_OKS_SIGMAS
-        self._sigmas = [float(s) for s in oks_sigmas]
+        self._sigmas = resolve_oks_sigmas(self._metadata, oks_sigmas)
         num_keypoints = len(self._sigmas)
         unnamed = [f"keypoint_{i}" for i in range(num_keypoints)]
         self._keypoint_names = list(self._metadata.get("keypoint_names", unnamed))
