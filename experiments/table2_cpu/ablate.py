@@ -41,6 +41,7 @@ from typing import Optional
 from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.io_utils import write_json_atomically
+from mask_rcnn_ext.plotting import png_figure
 
 from .pretrain_backbone import pretrain_backbone
 
@@ -342,45 +343,38 @@ def markdown_table(summaries: dict[str, dict], num_seeds: int, run_seconds: floa
 def bar_chart(summaries: dict[str, dict], png_path: str) -> None:
     """One column per table: our mask AP (top, seed range as error bars) over the paper's (bottom),
     each row on its own scale so that both orderings read at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tables = list(dict.fromkeys(row.table for row in ROWS))
-    fig, axes = plt.subplots(
-        2,
-        len(tables),
-        figsize=(3.6 * len(tables), 6.5),
+    with png_figure(
+        png_path,
+        (3.6 * len(tables), 6.5),
+        nrows=2,
+        ncols=len(tables),
         sharey="row",
         squeeze=False,
         gridspec_kw={"width_ratios": [sum(r.table == t for r in ROWS) for t in tables]},
-    )
-    for column, table in enumerate(tables):
-        rows = [row for row in ROWS if row.table == table]
-        xs = list(range(len(rows)))
-        ours = [summaries[row.run]["segm"]["AP"] for row in rows]
-        top, bottom = axes[0][column], axes[1][column]
-        top.bar(
-            xs,
-            [o["mean"] for o in ours],
-            0.6,
-            color="tab:blue",
-            capsize=3,
-            yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]],
-        )
-        bottom.bar(xs, [row.paper_mask[0] for row in rows], 0.6, color="tab:gray")
-        top.set_title(f"Table {table}" if table != "text" else "class-specific vs agnostic")
-        top.set_xticks(xs, [""] * len(xs))
-        bottom.set_xticks(xs, [row.label for row in rows], rotation=30, ha="right", fontsize=8)
-        for ax in (top, bottom):
-            ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("ours: mask AP, synthetic_val\n(mean, seed range)")
-    axes[1][0].set_ylabel("paper: mask AP, COCO minival")
-    axes[1][0].set_ylim(0, 40)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    ) as (_, axes):
+        for column, table in enumerate(tables):
+            rows = [row for row in ROWS if row.table == table]
+            xs = list(range(len(rows)))
+            ours = [summaries[row.run]["segm"]["AP"] for row in rows]
+            top, bottom = axes[0][column], axes[1][column]
+            top.bar(
+                xs,
+                [o["mean"] for o in ours],
+                0.6,
+                color="tab:blue",
+                capsize=3,
+                yerr=[[o["mean"] - o["min"] for o in ours], [o["max"] - o["mean"] for o in ours]],
+            )
+            bottom.bar(xs, [row.paper_mask[0] for row in rows], 0.6, color="tab:gray")
+            top.set_title(f"Table {table}" if table != "text" else "class-specific vs agnostic")
+            top.set_xticks(xs, [""] * len(xs))
+            bottom.set_xticks(xs, [row.label for row in rows], rotation=30, ha="right", fontsize=8)
+            for ax in (top, bottom):
+                ax.grid(axis="y", alpha=0.3)
+        axes[0][0].set_ylabel("ours: mask AP, synthetic_val\n(mean, seed range)")
+        axes[1][0].set_ylabel("paper: mask AP, COCO minival")
+        axes[1][0].set_ylim(0, 40)
 
 
 def main(argv=None) -> None:

@@ -2,6 +2,8 @@
 
 import json
 
+from ..plotting import png_figure
+
 
 def read_metrics(metrics_json: str) -> list[dict]:
     """The records of detectron2's metrics.json (one JSON object per line), training records only.
@@ -21,33 +23,25 @@ def read_metrics(metrics_json: str) -> list[dict]:
 
 def plot_training_curves(metrics_json: str, png_path: str) -> None:
     """Save a figure of every `loss_*`/`total_loss` (log scale) and of `lr` against iteration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = read_metrics(metrics_json)
     if not records:
         raise ValueError(f"{metrics_json} holds no training records (iteration + total_loss)")
     iterations = [r["iteration"] for r in records]
     loss_keys = sorted({k for r in records for k in r if k == "total_loss" or k.startswith("loss_")})
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=(3, 1))
-    for key in loss_keys:
-        ax_loss.plot(
-            iterations,
-            [r.get(key, float("nan")) for r in records],
-            label=key,
-            linewidth=2.0 if key == "total_loss" else 1.0,
-        )
-    ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("loss (median over the logging window)")
-    ax_loss.legend(fontsize=8, ncol=2)
-    ax_loss.grid(alpha=0.3)
-    ax_lr.plot(iterations, [r.get("lr", float("nan")) for r in records], color="black")
-    ax_lr.set_ylabel("learning rate")
-    ax_lr.set_xlabel("iteration")
-    ax_lr.grid(alpha=0.3)
-    fig.suptitle(metrics_json)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    with png_figure(png_path, (8, 7), nrows=2, sharex=True, height_ratios=(3, 1)) as (fig, (ax_loss, ax_lr)):
+        for key in loss_keys:
+            ax_loss.plot(
+                iterations,
+                [r.get(key, float("nan")) for r in records],
+                label=key,
+                linewidth=2.0 if key == "total_loss" else 1.0,
+            )
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("loss (median over the logging window)")
+        ax_loss.legend(fontsize=8, ncol=2)
+        ax_loss.grid(alpha=0.3)
+        ax_lr.plot(iterations, [r.get("lr", float("nan")) for r in records], color="black")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.set_xlabel("iteration")
+        ax_lr.grid(alpha=0.3)
+        fig.suptitle(metrics_json)
