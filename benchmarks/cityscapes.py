@@ -16,9 +16,9 @@ Figures are wall-clock seconds on this machine; `ours/official` below 1 is faste
 """
 
 import argparse
+import functools
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Optional
 
@@ -28,6 +28,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
+from benchmarks.measure import timed
 from benchmarks.official_cityscapes import evaluate_official, write_predictions
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata, load_cityscapes_instances
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
@@ -101,22 +102,20 @@ def benchmark_evaluation(tree: CityscapesTree, detections: int, work_dir: str) -
     evaluator = CityscapesInstanceEvaluator(dataset_name, distributed=False)
     rng = np.random.default_rng(0)
     images = tree.image_files()
+    pred_dir = os.path.join(work_dir, "pred")
     times = {"official_write_s": 0.0, "ours_process_s": 0.0}
     for image_file in images:
         masks, labels, scores = simulated_predictions(tree.instance_ids(image_file), rng, detections)
-        start = time.perf_counter()
-        write_predictions(os.path.join(work_dir, "pred"), image_file, masks, labels, scores)
-        times["official_write_s"] += time.perf_counter() - start
+        _, seconds = timed(functools.partial(write_predictions, pred_dir, image_file, masks, labels, scores))
+        times["official_write_s"] += seconds
         output = model_output(masks, labels, scores)
-        start = time.perf_counter()
-        evaluator.process([{"file_name": image_file}], [output])
-        times["ours_process_s"] += time.perf_counter() - start
-    start = time.perf_counter()
-    official = evaluate_official([tree.gt_file(f) for f in images], os.path.join(work_dir, "pred"), work_dir)
-    times["official_evaluate_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = evaluator.evaluate()["cityscapes_segm"]
-    times["ours_evaluate_s"] = time.perf_counter() - start
+        _, seconds = timed(functools.partial(evaluator.process, [{"file_name": image_file}], [output]))
+        times["ours_process_s"] += seconds
+    official, times["official_evaluate_s"] = timed(
+        functools.partial(evaluate_official, [tree.gt_file(f) for f in images], pred_dir, work_dir)
+    )
+    results, times["ours_evaluate_s"] = timed(evaluator.evaluate)
+    ours = results["cityscapes_segm"]
     times["official_s"] = times["official_write_s"] + times["official_evaluate_s"]
     times["ours_s"] = times["ours_process_s"] + times["ours_evaluate_s"]
     return dict(
@@ -130,12 +129,9 @@ def benchmark_evaluation(tree: CityscapesTree, detections: int, work_dir: str) -
 
 def benchmark_loading(tree: CityscapesTree, cache_dir: str) -> dict:
     """Seconds to parse the tree's records afresh and to read them from the cache."""
-    start = time.perf_counter()
-    parsed = load_cityscapes_instances(tree, cache_dir)  # parses, then writes the cache
-    parse_s = time.perf_counter() - start
-    start = time.perf_counter()
-    cached = load_cityscapes_instances(tree, cache_dir)
-    cached_s = time.perf_counter() - start
+    load = functools.partial(load_cityscapes_instances, tree, cache_dir)
+    parsed, parse_s = timed(load)  # parses, then writes the cache
+    cached, cached_s = timed(load)
     if cached != parsed:
         raise RuntimeError("cached records differ from the parsed ones")
     return {"parse_s": parse_s, "cached_s": cached_s}

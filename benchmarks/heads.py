@@ -9,10 +9,11 @@ Poolers pool 14x14 RoIs (2 samples per bin and axis) from the four FPN levels of
 image (`--image-size`; 256 channels) for the paper's 512 RoIs per training image; heads map (R, 256, 14, 14) RoI
 features to 80 classes' 28x28 masks for the 128 foreground RoIs a mask head trains on (512 at
 1:3). Training: forward, loss (the head's own, on random targets; a pooler's output summed) and
-backward. Test: `--test-rois` RoIs, forward only. Rows are timed in turn, round after round, so
-drift in the machine's speed hits all alike; each figure is a median. Memory: on CUDA the peak
-allocated by a training step; on the CPU the bytes autograd keeps for backward (the bulk of a
-training step's memory; detectron2's roi_align keeps only the RoIs, so there no ratio is shown).
+backward. Test: `--test-rois` RoIs, forward only. Each figure is a median over `--iters` rounds
+after one warm-up round, the rows timed in turns (`median_seconds` of benchmarks/measure.py).
+Memory: on CUDA the peak allocated by a training step; on the CPU the bytes autograd keeps for
+backward (the bulk of a training step's memory; detectron2's roi_align keeps only the RoIs, so
+there no ratio is shown).
 The reference is detectron2's ROIPooler("ROIAlignV2") for poolers and MaskRCNNConvUpsampleHead
 for heads; `ours/ref` below 1 is cheaper than detectron2. torchvision's Mask R-CNN pieces
 (MultiScaleRoIAlign; MaskRCNNHeads + MaskRCNNPredictor with maskrcnn_loss) are measured beside
@@ -25,9 +26,7 @@ checking that ours returns the same tensor.
 """
 
 import argparse
-import statistics
-import time
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from detectron2.config import get_cfg
@@ -41,6 +40,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import maskrcnn_inference, maskrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign
 
+from benchmarks.measure import median_seconds, peak_memory_MiB, saved_for_backward_MiB
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY, RoIFeaturePooler, decode_keypoint_heatmaps, paste_masks
@@ -64,54 +64,26 @@ HEADS = {
 }
 
 
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def saved_for_backward_bytes(step: Callable[[], torch.Tensor]) -> int:
-    """Bytes of the distinct storages autograd saves while `step()` builds its graph."""
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        step()
-    return sum(storages.values())
-
-
 def median_ms(steps: dict[str, Callable[[], object]], device: str, iters: int) -> dict[str, float]:
-    """Median milliseconds of each step, the steps called in turn for `iters` rounds after one warm-up."""
-    times = {name: [] for name in steps}
-    for round_index in range(iters + 1):
-        for name, step in steps.items():
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            if round_index > 0:
-                times[name].append(1000 * (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in times.items()}
+    """Median milliseconds of each step over `iters` rounds timed in turns, after one warm-up round."""
+    seconds = median_seconds([steps] * (1 + iters), device, warm_up_rounds=1)
+    return {name: 1000 * value for name, value in seconds.items()}
 
 
-def training_memory_MiB(train_step: Callable[[], torch.Tensor], device: str) -> float:
-    """Peak CUDA memory of a training step, or on the CPU what autograd saves for its backward."""
+def training_memory_MiB(loss: Callable[[], torch.Tensor], device: str) -> float:
+    """On CUDA the peak allocated by a training step (`loss()` and its backward); on the CPU what
+    autograd saves for that backward."""
     if device == "cuda":
-        torch.cuda.empty_cache()
-        baseline = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        train_step().backward()
-        return (torch.cuda.max_memory_allocated() - baseline) / 2**20
-    return saved_for_backward_bytes(train_step) / 2**20
+        return peak_memory_MiB(device, lambda: None, lambda: loss().backward())
+    return saved_for_backward_MiB(loss)
 
 
-def measure(
+def measure_cases(
     cases: dict[str, tuple[Callable[[], torch.Tensor], Callable[[], object]]], device: str, iters: int
 ) -> dict[str, dict]:
-    """cases: name -> (training step returning a loss, test step). Rows of ms and MiB per name."""
+    """{name: {"train_ms", "test_ms", and "peak_MiB" on CUDA or "saved_MiB" on the CPU}} for
+    `cases`: name -> (the training forward, returning a scalar loss; the test forward). Training
+    is timed with its backward; memory is `training_memory_MiB`."""
     train = median_ms(
         {name: (lambda step=train: step().backward()) for name, (train, _) in cases.items()}, device, iters
     )
@@ -125,6 +97,7 @@ def measure(
 
 
 def fpn_features(image_size, device: str, generator: torch.Generator) -> list[torch.Tensor]:
+    """Random P2-P5 features of an (H, W) image, each (1, 256, H * scale, W * scale), requiring grad."""
     return [
         torch.randn(1, CHANNELS, int(image_size[0] * s), int(image_size[1] * s), generator=generator)
         .to(device)
@@ -142,6 +115,8 @@ def random_boxes(num: int, image_size, device: str, generator: torch.Generator) 
 
 
 def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_rois: int) -> dict[str, dict]:
+    """`measure_cases` rows of every RoI feature op, detectron2's and torchvision's poolers: training
+    pools `train_rois` RoIs from `fpn_features` and sums the (R, 256, 14, 14) output; test pools `test_rois`."""
     generator = torch.Generator().manual_seed(0)
     features = fpn_features(image_size, device, generator)
     train_boxes = random_boxes(train_rois, image_size, device, generator)
@@ -160,7 +135,7 @@ def bench_poolers(image_size, device: str, iters: int, train_rois: int, test_roi
         lambda: torchvision_pooler(feature_dict, [train_boxes.tensor], [tuple(image_size)]).sum(),
         lambda: torchvision_pooler(feature_dict, [test_boxes.tensor], [tuple(image_size)]),
     )
-    return measure(cases, device, iters)
+    return measure_cases(cases, device, iters)
 
 
 def mask_head_targets(num: int, device: str, generator: torch.Generator) -> list[Instances]:
@@ -175,6 +150,9 @@ def mask_head_targets(num: int, device: str, generator: torch.Generator) -> list
 
 
 def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> dict[str, dict]:
+    """`measure_cases` rows of every mask head of HEADS and torchvision's: training maps
+    (train_rois, 256, 14, 14) features to its mask loss; test maps (test_rois, 256, 14, 14) features
+    to each RoI's 28x28 mask of its predicted class."""
     generator = torch.Generator().manual_seed(0)
     train_features = (
         torch.randn(train_rois, CHANNELS, POOLED, POOLED, generator=generator).to(device).requires_grad_(True)
@@ -219,7 +197,7 @@ def bench_heads(device: str, iters: int, train_rois: int, test_rois: int) -> dic
         lambda: maskrcnn_inference(torchvision_head(test_features), [test_instances.pred_classes]),
     )
     with EventStorage():  # the heads log training statistics
-        return measure(cases, device, iters)
+        return measure_cases(cases, device, iters)
 
 
 def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> dict[str, dict]:
@@ -247,15 +225,19 @@ def bench_read_out(image_size, device: str, iters: int, test_rois: int) -> dict[
     return {row: {name: times[name][row] for name in operations} for row in (REFERENCE, OURS)}
 
 
-def print_table(title: str, rows: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Print `rows` with their ratios to the reference row; returns the ratios (None where the
-    reference holds under 1 MiB, which no ratio describes)."""
-    keys = list(rows[REFERENCE])
+def ratios_to_reference(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, Optional[float]]]:
+    """{name: {key: row's value / the REFERENCE row's}}; None where the reference holds under 1 MiB,
+    which no ratio describes."""
     reference = rows[REFERENCE]
-    ratios = {
-        name: {k: None if k.endswith("MiB") and reference[k] < 1 else row[k] / reference[k] for k in keys}
+    return {
+        name: {k: None if k.endswith("MiB") and reference[k] < 1 else value / reference[k] for k, value in row.items()}
         for name, row in rows.items()
     }
+
+
+def print_table(title: str, rows: dict[str, dict[str, float]], ratios: dict[str, dict[str, Optional[float]]]) -> None:
+    """`rows`, then their `ratios` to the reference, one line per name."""
+    keys = list(rows[REFERENCE])
     print(f"\n{title}")
     print(
         f"{'':<24}" + "".join(f"{k:>12}" for k in keys) + "".join(f"{'ours/ref ' + k.split('_')[0]:>20}" for k in keys)
@@ -263,7 +245,6 @@ def print_table(title: str, rows: dict[str, dict]) -> dict[str, dict[str, float]
     for name, row in rows.items():
         cells = "".join("{:>20}".format("-" if r is None else f"{r:.3f}") for r in ratios[name].values())
         print(f"{name:<24}" + "".join(f"{row[k]:>12.2f}" for k in keys) + cells)
-    return ratios
 
 
 def main(argv=None) -> None:
@@ -293,18 +274,22 @@ def main(argv=None) -> None:
         f"(heads), test on {args.test_rois}; {CHANNELS} channels; medians of {args.iters} rounds"
     )
     poolers = bench_poolers(args.image_size, args.device, args.iters, args.pooler_rois, args.test_rois)
-    pooler_ratios = print_table(
-        "RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers
+    pooler_ratios = ratios_to_reference(poolers)
+    print_table(
+        "RoI feature ops: 14x14 from P2-P5, reference detectron2 ROIPooler('ROIAlignV2')", poolers, pooler_ratios
     )
     heads = bench_heads(args.device, args.iters, args.head_rois, args.test_rois)
-    head_ratios = print_table(
-        "mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads
+    head_ratios = ratios_to_reference(heads)
+    print_table(
+        "mask heads: (R, 256, 14, 14) -> 80 x 28x28, reference detectron2 MaskRCNNConvUpsampleHead", heads, head_ratios
     )
     read_out = bench_read_out(args.image_size, args.device, args.iters, args.test_rois)
-    read_out_ratios = print_table(
+    read_out_ratios = ratios_to_reference(read_out)
+    print_table(
         f"test read-out: {NUM_KEYPOINTS} keypoints from {HEATMAP_SIDE}x{HEATMAP_SIDE} heatmaps, "
         f"{MASK_SIDE}x{MASK_SIDE} masks pasted into the image (same outputs)",
         read_out,
+        read_out_ratios,
     )
     if args.output:
         write_json_atomically(

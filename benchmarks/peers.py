@@ -34,10 +34,10 @@ allocations and frees its profiler records on the CPU (`peak_memory_MiB`). Ratio
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import os
 import statistics
-import time
 from typing import Any, Callable
 
 import torch
@@ -52,6 +52,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
+from benchmarks.measure import median_seconds, peak_memory_MiB
 from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.io_utils import write_json_atomically
@@ -97,9 +98,8 @@ class Contender:
 def calibrate_frozen_batchnorm(model: torch.nn.Module, run: Callable[[], Any]) -> None:
     """Give every frozen BatchNorm of a randomly initialised `model` the statistics of its input in
     `run()` (one forward pass), as ImageNet training would. With the identity statistics of a fresh
-    FrozenBatchNorm2d, ResNet-50's activations grow through its 50 layers, and detectron2's R50
-    models kept no detection at all. Both libraries' FrozenBatchNorm2d read these buffers at each
-    forward."""
+    FrozenBatchNorm2d, ResNet-50's activations grow layer after layer, until detectron2's R50
+    models keep no detection. Both libraries' FrozenBatchNorm2d read these buffers at each forward."""
     frozen = [m for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
 
     def set_statistics(module, inputs):
@@ -116,6 +116,8 @@ def calibrate_frozen_batchnorm(model: torch.nn.Module, run: Callable[[], Any]) -
 
 
 def detectron2_contender(name: str, cfg: CfgNode, train_batches: list, test_images: list) -> Contender:
+    """The model `cfg` builds, seeded with cfg.SEED, on detectron2's inputs (lists of dicts)."""
+
     def build():
         torch.manual_seed(cfg.SEED)
         model = build_model(cfg)
@@ -171,6 +173,7 @@ def to_torchvision_batch(batch: list[dict]):
 
 
 def torchvision_contender(seed: int, cfg: CfgNode, train_batches: list, test_images: list, device: str) -> Contender:
+    """torchvision's Mask R-CNN for `cfg`'s classes and test sizes, on the same inputs converted to its format."""
     torchvision_images = [to_torchvision_image(i).to(device) for i in test_images]
 
     def build():
@@ -192,59 +195,6 @@ def torchvision_contender(seed: int, cfg: CfgNode, train_batches: list, test_ima
         train_inputs=[to_device(b) for b in train_batches],
         test_inputs=torchvision_images,
     )
-
-
-MEASURED_BLOCK = "benchmark.measured_block"  # the profiler's name for the block whose peak is wanted
-
-
-def peak_memory_MiB(device: str, lead_in: Callable[[], Any], measured: Callable[[], Any]) -> float:
-    """Peak of torch's allocations while `measured()` runs, above the level when it starts, in MiB;
-    `lead_in()` runs just before (the same step: what it leaves behind, `measured` frees).
-
-    CUDA: torch's counters. CPU: torch's CPU allocator keeps no counters, so both run under torch's
-    profiler with `profile_memory`, which records every allocation and free with its size and time
-    (a free only of memory allocated while it records: hence the lead-in inside the recording);
-    the peak is that of their running sum during `measured`. This counts tensors alone, as on
-    CUDA, and is the same from run to run. The process's resident set is not: it adds what glibc's
-    heap keeps of freed memory, which depends on the process's history (two R50 models whose
-    training steps' tensors peak at the same byte count measured 1693 to 2183 MiB of resident set
-    in six fresh processes).
-    """
-    if device == "cuda":
-        lead_in()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        measured()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - start) / 2**20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profiler:
-        lead_in()
-        with torch.profiler.record_function(MEASURED_BLOCK):
-            measured()
-    return _recorded_peak_bytes(profiler.profiler.kineto_results.events()) / 2**20
-
-
-def _recorded_peak_bytes(events: list) -> int:
-    """The highest running sum of the recorded CPU allocations (+) and frees (-) inside the
-    MEASURED_BLOCK event, above the sum at its start."""
-    (block,) = [event for event in events if event.name() == MEASURED_BLOCK]
-    records = [
-        event for event in events if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
-    ]
-    live, start_level, peak = 0, None, 0
-    for event in sorted(records, key=lambda event: event.start_ns()):
-        if event.start_ns() >= block.start_ns() and start_level is None:
-            start_level = peak = live
-        live += event.nbytes()
-        if start_level is not None and event.start_ns() <= block.end_ns():
-            peak = max(peak, live)
-    return 0 if start_level is None else peak - start_level
-
-
-def _synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 class Runner:
@@ -271,19 +221,10 @@ class Runner:
             self.detections.append(self.contender.detect(self.model, image))
 
 
-def timed(step: Callable[[Any], None], x, device: str) -> float:
-    _synchronize(device)
-    start = time.perf_counter()
-    step(x)
-    _synchronize(device)
-    return time.perf_counter() - start
-
-
-def peak_memory(runner: Runner, device: str, seed: int) -> tuple[float, float]:
+def train_and_infer_peak_MiB(runner: Runner, device: str, seed: int) -> tuple[float, float]:
     """(training, inference) peak MiB of one training step and one inference, each after another.
     Each starts from torch's RNG seeded with `seed`: a training step's memory follows the RoIs it
-    samples at random (one R50 step at 256-427 measured 392 to 428 MiB unseeded); seeded, every model and
-    run draws alike."""
+    samples at random; seeded, every model and run draws alike."""
 
     def seeded(step: Callable[[Any], None], x) -> Callable[[], None]:
         return lambda: (torch.manual_seed(seed), step(x))
@@ -295,37 +236,29 @@ def peak_memory(runner: Runner, device: str, seed: int) -> tuple[float, float]:
     return train, infer
 
 
-def rotated(items: list, turn: int) -> list:
-    """`items` starting at index `turn` (mod its length): over the turns, each model runs after
-    each other one equally often (the one before leaves the caches and the heap in its state)."""
-    start = turn % len(items)
-    return items[start:] + items[:start]
-
-
 def measure_group(spec: "GroupSpec", contenders: list[Contender]) -> dict[str, dict[str, float]]:
     """{name: row} for the contenders of group `spec`, which share their inputs. First each model's
     peak memory over its second training step and inference (the first ones, its warm-up, carry
     one-time costs: the optimizer's momentum buffers, the CUDA context, kernel loading); then the
-    timed steps in turns, model after model at each step in a rotating order, so that drift of a
-    shared machine (other jobs, the allocator's state, caches) falls on every model alike."""
-    iters, device = spec.iters, spec.device
+    median seconds of `spec.iters` training steps, and of as many inferences, timed in turns
+    (`median_seconds`): step i of every model trains on batch i, inference i runs on image i."""
     runners = [Runner(c) for c in contenders]
-    memory = {r.contender.name: peak_memory(r, device, spec.seed) for r in runners}
-    train_times = {r.contender.name: [] for r in runners}
-    infer_times = {r.contender.name: [] for r in runners}
-    for i in range(iters):
-        for runner in rotated(runners, i):
-            train_times[runner.contender.name].append(
-                timed(runner.train_step, runner.contender.train_inputs[i], device)
-            )
-    for i in range(iters):
-        for runner in rotated(runners, i):
-            infer_times[runner.contender.name].append(timed(runner.infer, runner.contender.test_inputs[i], device))
+    memory = {r.contender.name: train_and_infer_peak_MiB(r, spec.device, spec.seed) for r in runners}
+    train_rounds = [
+        {r.contender.name: functools.partial(r.train_step, r.contender.train_inputs[i]) for r in runners}
+        for i in range(spec.iters)
+    ]
+    infer_rounds = [
+        {r.contender.name: functools.partial(r.infer, r.contender.test_inputs[i]) for r in runners}
+        for i in range(spec.iters)
+    ]
+    train_seconds = median_seconds(train_rounds, spec.device)
+    infer_seconds = median_seconds(infer_rounds, spec.device)
     return {
         r.contender.name: {
             "params_M": sum(p.numel() for p in r.model.parameters()) / 1e6,
-            "train_s_per_iter": statistics.median(train_times[r.contender.name]),
-            "infer_s_per_image": statistics.median(infer_times[r.contender.name]),
+            "train_s_per_iter": train_seconds[r.contender.name],
+            "infer_s_per_image": infer_seconds[r.contender.name],
             "train_peak_MiB": memory[r.contender.name][0],
             "infer_peak_MiB": memory[r.contender.name][1],
             "detections_per_image": statistics.mean(r.detections),
@@ -344,6 +277,7 @@ def first_inputs(cfg: CfgNode, count: int):
 
 
 def group_opts(device: str, seed: int) -> list[str]:
+    """Config overrides every model of both groups shares."""
     return [
         "MODEL.DEVICE",
         device,
@@ -409,6 +343,8 @@ def detectron2_stock_config(opts: list[str]) -> CfgNode:
 def synthetic_contenders(
     config_file: str, iters: int, device: str, seed: int, extra_opts: list[str]
 ) -> list[Contender]:
+    """The synthetic group: `config_file` with `extra_opts` as "ours", and with each of REFERENCE_OPTS
+    on top, on the first `iters` inputs of its datasets."""
     opts = group_opts(device, seed) + list(extra_opts)
     configs = {"ours": build_config(config_file, opts)}
     if not configs["ours"].DATASETS.TEST:
@@ -435,6 +371,7 @@ class GroupSpec:
 
 
 def build_group(spec: GroupSpec) -> list[Contender]:
+    """The contenders of the group `spec` names, with their inputs."""
     if spec.name == "peers":
         return peer_contenders(spec.iters, spec.device, spec.min_size, spec.max_size, spec.seed)
     return synthetic_contenders(spec.config_file, spec.iters, spec.device, spec.seed, list(spec.opts))

@@ -12,7 +12,7 @@ from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
-from benchmarks.peers import peak_memory_MiB
+from benchmarks.measure import peak_memory_MiB
 from mask_rcnn_ext import add_mask_rcnn_ext_config
 from mask_rcnn_ext.modeling import FCNMaskHead, MLPMaskHead
 from mask_rcnn_ext.modeling.mask_losses import (
