@@ -1,7 +1,10 @@
-"""Shared fixtures. Tests run on CPU, seeded; the slow ones share one training run."""
+"""Shared fixtures. Tests run on CPU, seeded. Two training runs are shared by the tests that need
+one: `trained_run`, the demo's whole run, only where a learned AP or loss is asserted (marked slow),
+and `short_run`, a few dozen iterations with a 10-image evaluation, for everything structural."""
 
 import functools
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +21,9 @@ os.environ["DETECTRON2_DATASETS"] = DATASETS_DIR
 from mask_rcnn_ext import get_config_file  # noqa: E402
 from mask_rcnn_ext.config_files import DEMO_CONFIG  # noqa: E402
 
+from mini_datasets import SYNTHETIC_VAL_MINI  # noqa: E402
+
+TESTS_DIR = os.path.join(REPO_ROOT, "tests")
 TOOLS_DIR = os.path.join(REPO_ROOT, "tools")
 CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
 SYNTHETIC_CONFIG = get_config_file(DEMO_CONFIG)
@@ -35,8 +41,10 @@ def import_tool(name: str):
 
 def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exit_codes=(0,)) -> int:
     """Run tools/<script> in a subprocess, as users do, with `args` and return its exit code; its
-    output goes to `log_path`, shown if the exit code is not one of `expected_exit_codes`."""
+    output goes to `log_path`, shown if the exit code is not one of `expected_exit_codes`. tests/ is
+    on its PYTHONPATH (after any of `env_overrides`), for `--import mini_datasets`."""
     env = dict(os.environ, **env_overrides)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env_overrides.get("PYTHONPATH"), TESTS_DIR) if p)
     with open(log_path, "w") as log:
         result = subprocess.run(
             [sys.executable, os.path.join(TOOLS_DIR, script), *map(str, args)],
@@ -61,13 +69,44 @@ def datasets_env() -> dict:
 def trained_run(tmp_path_factory, datasets_env) -> str:
     """OUTPUT_DIR of one training + evaluation of the synthetic config by tools/train_net.py.
 
-    It is the demo's run: the config as it stands, with its schedule (about 10 minutes on 2 cores)
-    and SEED, so the AP floors guard what `make demo` reports. Tests must not write into it (copy it first).
+    It is the demo's run: the config as it stands, with its schedule (about 12 minutes on 2 cores)
+    and SEED, so the AP floors guard what `make demo` reports. Tests that use it are marked slow
+    and assert what only a trained model shows. They must not write into it (copy it first).
     """
     output_dir = str(tmp_path_factory.mktemp("trained_run"))
     run_tool(
         "train_net.py",
         ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", output_dir],
+        datasets_env,
+        os.path.join(output_dir, "stdout.log"),
+    )
+    return output_dir
+
+
+# The short run: the demo's model and data, trained for a few dozen iterations with a checkpoint
+# half-way, evaluated on the 10-image split with every detection kept (score threshold 0), so
+# that every evaluator has predictions to score.
+SHORT_MAX_ITER, SHORT_CHECKPOINT_PERIOD = 24, 12
+SHORT_RUN_OPTS = (
+    f"SOLVER.MAX_ITER {SHORT_MAX_ITER} SOLVER.CHECKPOINT_PERIOD {SHORT_CHECKPOINT_PERIOD} SOLVER.WARMUP_ITERS 4 "
+    f"SOLVER.STEPS (18,) DATASETS.TEST ('{SYNTHETIC_VAL_MINI}',) MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0"
+).split()
+
+
+def coco_predictions(output_dir) -> list[dict]:
+    """The detections COCOEvaluator saved in `output_dir`/inference, in image order."""
+    with open(os.path.join(output_dir, "inference", "coco_instances_results.json")) as f:
+        return sorted(json.load(f), key=lambda detection: detection["image_id"])  # stable: keeps each image's order
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory, datasets_env) -> str:
+    """OUTPUT_DIR of tools/train_net.py's short run (SHORT_RUN_OPTS): checkpoints, metrics and an
+    evaluation for the structural and equality tests. Tests must not write into it (copy it first)."""
+    output_dir = str(tmp_path_factory.mktemp("short_run"))
+    run_tool(
+        "train_net.py",
+        ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, *SHORT_RUN_OPTS, "OUTPUT_DIR", output_dir],
         datasets_env,
         os.path.join(output_dir, "stdout.log"),
     )

@@ -3,11 +3,12 @@
 import os
 
 import pytest
-from conftest import CONFIGS_DIR, SYNTHETIC_CONFIG
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine import build_evaluator, config_errors
 from mask_rcnn_ext.engine.evaluators import keypoint_oks_sigmas, use_fast_coco_eval
+
+from conftest import CONFIGS_DIR, SYNTHETIC_CONFIG
 
 
 def test_synthetic_config_is_consistent():

@@ -7,10 +7,11 @@ import re
 
 import pytest
 import torch
-from conftest import CONFIGS_DIR
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
+
+from conftest import CONFIGS_DIR
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recursive=True))
 # Base-*.yaml hold what their leaves share (a recipe, an architecture) and need not be whole

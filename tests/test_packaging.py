@@ -11,9 +11,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS_DIR, REPO_ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from conftest import CONFIGS_DIR, REPO_ROOT
 
 LOCK_FILE = Path(REPO_ROOT) / "requirements.lock"
 PACKAGE_DIR = Path(REPO_ROOT) / "projects" / "mask_rcnn_ext"

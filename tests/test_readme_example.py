@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO_ROOT
 
 from mask_rcnn_ext.engine.training_curves import read_metrics
+
+from conftest import REPO_ROOT
 
 EXAMPLE_MARKER = "<!-- tested by tests/test_readme_example.py -->"
 EXAMPLE_OUTPUT_DIR = "output/dilated_mask_head"

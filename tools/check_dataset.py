@@ -8,19 +8,19 @@ are missing, unreadable, or of another size than recorded; annotations whose cat
 the dataset's `thing_classes`, whose RLE has another size than the image, or whose keypoints are
 not 3 x len(keypoint_names) values (errors); polygons of fewer than 3 points, non-finite
 coordinates, boxes without area in the image, labelled keypoints outside it (skipped, counted).
-Each is named by image file and annotation index (README "Reliability" says what training does
+Each is named by image file and annotation index (docs/reliability.md says what training does
 with each). Training runs the same checks on DATASETS.TRAIN at start-up, without decoding images.
 Exit code 0: no errors; 1: errors.
 """
 
 import argparse
-import importlib
 import sys
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import mask_rcnn_ext  # noqa: F401  (registers the built-in datasets)
 from mask_rcnn_ext.data.checks import check_records
+from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
 
 
 def check_dataset(name: str, read_images: bool):
@@ -43,13 +43,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+", metavar="NAME")
     parser.add_argument("--no-images", action="store_true", help="check that image files exist, without reading them")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    add_import_argument(parser)
     args = parser.parse_args(argv)
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            parser.error(f"--import {module}: {error}")
+    try:
+        import_user_modules(args.imports)
+    except ImportError as error:
+        parser.error(str(error))
     failed = False
     for name in args.names:
         try:

@@ -28,6 +28,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.io_utils import write_json_atomically
+from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger("mask_rcnn_ext.demo")
@@ -41,8 +42,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.5, help="draw and save instances scoring at least this"
     )
+    add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        import_user_modules(args.imports)  # the test dataset's metadata names the classes drawn
+    except ImportError as error:
+        parser.error(str(error))
+    return args
 
 
 def collect_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:

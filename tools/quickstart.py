@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job (`make demo`): synthetic data -> train -> evaluate -> visualize -> plot.
 
-    tools/quickstart.py [--config-file CFG] [--output-dir output/demo] [KEY VALUE ...]
+    tools/quickstart.py [--config-file CFG] [--output-dir output/demo] [--import MODULE] [KEY VALUE ...]
 
 Trains CFG with tools/train_net.py (resuming from OUTPUT/train if an earlier run got part way,
 so a second run only re-evaluates), then writes:
@@ -32,6 +32,7 @@ from mask_rcnn_ext.engine.training_curves import plot_training_curves
 from mask_rcnn_ext.evaluation.keypoint_diagnostics import JSON_FILE as DIAGNOSTICS_JSON
 from mask_rcnn_ext.evaluation.keypoint_diagnostics import PNG_FILE as DIAGNOSTICS_PNG
 from mask_rcnn_ext.io_utils import write_json_atomically
+from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPORTED_TASKS = ("bbox", "segm", "keypoints")
@@ -42,13 +43,19 @@ def run(command):
     subprocess.run(command, check=True)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=get_config_file(DEMO_CONFIG))
     parser.add_argument("--output-dir", default="output/demo")
     parser.add_argument("--num-vis", type=int, default=6, help="val images to visualize")
+    add_import_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        import_user_modules(args.imports)
+    except ImportError as error:
+        parser.error(str(error))
+    imports = [arg for module in args.imports for arg in ("--import", module)]  # for the tools it runs
     train_dir = os.path.join(args.output_dir, "train")
     opts = list(args.opts) + ["OUTPUT_DIR", train_dir]
     cfg = build_config(args.config_file, opts)  # fails here, before any work, on a bad config
@@ -60,7 +67,8 @@ def main() -> None:
     seconds["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    run([sys.executable, os.path.join(TOOLS, "train_net.py"), "--config-file", args.config_file, "--resume", *opts])
+    train_net = os.path.join(TOOLS, "train_net.py")
+    run([sys.executable, train_net, "--config-file", args.config_file, *imports, "--resume", *opts])
     seconds["train_and_eval"] = time.perf_counter() - start
     with open(os.path.join(train_dir, EVAL_RESULTS_FILE)) as f:
         results = json.load(f)
@@ -79,6 +87,7 @@ def main() -> None:
             *vis_inputs,
             "--output",
             os.path.join(args.output_dir, "vis"),
+            *imports,
             "--opts",
             *opts,
             "MODEL.WEIGHTS",
@@ -109,7 +118,10 @@ def main() -> None:
             rates = "  ".join(
                 f"{k} {v:.2f}" for k, v in diagnostics.items() if k.startswith("detect@") and "-" not in k
             )
-            print(f"  keypoints: mean error {diagnostics['mean_error']:.3f} (of sqrt(area))  {rates}")
+            # no mean error when the model matched no person (the diagnostics leave it out)
+            error = diagnostics.get("mean_error")
+            error = "none matched" if error is None else f"{error:.3f} (of sqrt(area))"
+            print(f"  keypoints: mean error {error}  {rates}")
     print(f"  seconds: {summary['seconds']}")
     print(
         f"  wrote {args.output_dir}/metrics.json, vis/, training_curves.png"

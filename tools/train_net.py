@@ -12,8 +12,6 @@ Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS 
 dataset); results are also written to OUTPUT_DIR/eval_results.json.
 """
 
-import importlib
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
@@ -21,6 +19,7 @@ from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
+from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
 
 
 def setup(args):
@@ -42,26 +41,28 @@ def run(args):
     return trainer.train()
 
 
+def parse_args(argv=None):
+    """detectron2's standard arguments and `--import`; a module that fails to import stops here,
+    before any worker process starts."""
+    parser = default_argument_parser()
+    add_import_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        import_user_modules(args.imports)
+    except ImportError as error:
+        parser.error(str(error))
+    return args
+
+
 def main(args):
-    for module in args.imports:  # in every worker process: registrations live in the process
-        importlib.import_module(module)
+    import_user_modules(args.imports)  # again in every worker process: registrations live in the process
     results = run(args)
     shut_down_process_group()  # with --num-gpus > 1, every worker leaves the group cleanly
     return results
 
 
 if __name__ == "__main__":
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first (repeatable): a module of yours that registers datasets "
-        "(e.g. with mask_rcnn_ext.data.register_coco_keypoints) or heads",
-    )
-    args = parser.parse_args()
+    args = parse_args()
     launch(
         main,
         args.num_gpus,

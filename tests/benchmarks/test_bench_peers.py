@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIG
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
@@ -17,6 +16,8 @@ from benchmarks.peers import (
     torchvision_maskrcnn,
 )
 from mask_rcnn_ext import build_config
+
+from conftest import SYNTHETIC_CONFIG
 
 
 def _params_millions(model):

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
@@ -17,6 +16,8 @@ from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data import synthetic_metadata
 from mask_rcnn_ext.data.checks import check_records
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, checked_training_records
+
+from conftest import SYNTHETIC_CONFIG, run_tool
 
 H, W = 20, 30
 SQUARE = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]

@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
@@ -28,6 +27,8 @@ from mask_rcnn_ext.data.cityscapes import (
 )
 from mask_rcnn_ext.data.cityscapes_labels import EVAL_VOID_LABEL_IDS, THING_CLASSES, THING_LABEL_IDS
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
+
+from conftest import REPO_ROOT
 
 NUM_IMAGES = 8
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 import torch
+
 from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
 
 MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, SYNTHETIC_CONFIG, run_tool
-
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
+
+from conftest import REPO_ROOT, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, coco_predictions, run_tool
 
 # Each rank reports its parameters before and after 3 iterations; rank 0 compares them.
 TRAIN_SCRIPT = """
@@ -57,31 +57,24 @@ def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
     assert ranks["rank_difference"] == 0.0  # ... identically on both ranks: gradients were averaged
 
 
-def test_two_process_evaluation_equals_one_process(trained_run, tmp_path, datasets_env):
-    """The demo model evaluated by 2 CPU processes (each half of synthetic_val, predictions
+def test_two_process_evaluation_equals_one_process(short_run, tmp_path, datasets_env):
+    """The short run's model evaluated by 2 CPU processes (each half of the test split, predictions
     gathered by COCOEvaluator and the keypoint diagnostics) gives the single process's numbers."""
     output_dir = tmp_path / "eval2"
+    weights = os.path.join(short_run, "model_final.pth")
     run_tool(
         "train_net.py",
-        [
-            "--config-file",
-            SYNTHETIC_CONFIG,
-            "--eval-only",
-            "--num-gpus",
-            "2",
-            "MODEL.WEIGHTS",
-            os.path.join(trained_run, "model_final.pth"),
-            "OUTPUT_DIR",
-            output_dir,
-        ],
+        ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, "--eval-only", "--num-gpus", "2"]
+        + [*SHORT_RUN_OPTS, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir],
         {**datasets_env, "CUDA_VISIBLE_DEVICES": ""},
         tmp_path / "log",
     )
     with open(output_dir / EVAL_RESULTS_FILE) as f:
         two = json.load(f)
-    with open(os.path.join(trained_run, EVAL_RESULTS_FILE)) as f:
+    with open(os.path.join(short_run, EVAL_RESULTS_FILE)) as f:
         one = json.load(f)
     assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True)  # text: NaN (no small objects) == NaN
+    assert coco_predictions(output_dir) == coco_predictions(short_run)  # every detection gathered
 
 
 def test_train_net_trains_with_two_cpu_processes(tmp_path, datasets_env):

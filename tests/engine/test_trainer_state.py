@@ -2,13 +2,14 @@
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIG
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from mask_rcnn_ext.data.builtin import register_synthetic_split
 from mask_rcnn_ext.data.synthetic import SyntheticSpec
 from mask_rcnn_ext.engine import Trainer, build_config
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
+
+from conftest import SYNTHETIC_CONFIG
 
 SPLIT = "trainer_state_test"
 

@@ -1,5 +1,6 @@
-"""The demo's training run by tools/train_net.py (the `trained_run` fixture): the model learns,
-evaluates with COCO metrics, checkpoints, reloads and resumes."""
+"""Training by tools/train_net.py. The demo's whole run (`trained_run`, slow): the model learns all
+three tasks. The short run (`short_run`): it evaluates with COCO metrics, checkpoints, reloads and
+resumes."""
 
 import json
 import os
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
 from mask_rcnn_ext import build_config
@@ -16,13 +16,21 @@ from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
 
-# Floors a little under what this run reaches (README "Results" has the measured
-# values); a model that stops learning any of the three tasks falls below them.
+from conftest import (
+    SHORT_CHECKPOINT_PERIOD,
+    SHORT_MAX_ITER,
+    SHORT_RUN_OPTS,
+    SYNTHETIC_CONFIG,
+    coco_predictions,
+    run_tool,
+)
+
+# Floors a little under what the demo's run reaches (README "Results" has the measured values);
+# a model that stops learning any of the three tasks falls below them.
 AP_FLOORS = {"bbox": 14.0, "segm": 9.0, "keypoints": 14.0}
 # ... and of the fraction of visible val keypoints found within OKS similarity 0.5.
 DETECT_AT_05_FLOOR = 0.4
-_CFG = build_config(SYNTHETIC_CONFIG)
-MAX_ITER, CHECKPOINT_PERIOD = _CFG.SOLVER.MAX_ITER, _CFG.SOLVER.CHECKPOINT_PERIOD
+DEMO_MAX_ITER = build_config(SYNTHETIC_CONFIG).SOLVER.MAX_ITER
 
 
 def _eval_results(output_dir):
@@ -35,22 +43,25 @@ def _logged_iterations(metrics_json: Path):
         return [json.loads(line)["iteration"] for line in f if line.strip()]
 
 
+@pytest.mark.slow
 def test_losses_fall(trained_run):
     records = read_metrics(os.path.join(trained_run, "metrics.json"))
     first, last = records[0], records[-1]
-    assert last["iteration"] == MAX_ITER - 1
+    assert last["iteration"] == DEMO_MAX_ITER - 1
     assert last["total_loss"] < first["total_loss"]
     assert last["loss_mask"] < 0.9 * first["loss_mask"]
     assert last["loss_rpn_cls"] < 0.5 * first["loss_rpn_cls"]
     assert last["loss_keypoint"] < first["loss_keypoint"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(AP_FLOORS))
 def test_ap_beats_floor(trained_run, task):
     ap = _eval_results(trained_run)[task]["AP"]
     assert ap > AP_FLOORS[task], f"{task} AP {ap:.2f} <= floor {AP_FLOORS[task]}"
 
 
+@pytest.mark.slow
 def test_evaluation_reports_per_keypoint_diagnostics(trained_run):
     """One evaluation gives box, mask and keypoint AP and the per-keypoint diagnostics, as scalars
     and as the JSON table + plot beside COCOEvaluator's files."""
@@ -64,60 +75,56 @@ def test_evaluation_reports_per_keypoint_diagnostics(trained_run):
     assert os.path.getsize(os.path.join(trained_run, "inference", "keypoint_diagnostics.png")) > 0
 
 
-def test_checkpoint_holds_weights_and_state(trained_run):
-    with open(os.path.join(trained_run, "last_checkpoint")) as f:
+def test_checkpoint_holds_weights_and_state(short_run):
+    with open(os.path.join(short_run, "last_checkpoint")) as f:
         assert f.read().strip() == "model_final.pth"
-    checkpoint = torch.load(os.path.join(trained_run, "model_final.pth"), weights_only=True)
-    assert checkpoint["iteration"] == MAX_ITER - 1
+    checkpoint = torch.load(os.path.join(short_run, "model_final.pth"), weights_only=True)
+    assert checkpoint["iteration"] == SHORT_MAX_ITER - 1
     assert {"model", "trainer", "iteration"} <= set(checkpoint)
     # What --resume needs besides the weights: SGD momentum and the LR schedule's position.
     assert "optimizer" in checkpoint["trainer"][INNER_TRAINER_KEY]
-    assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == MAX_ITER
+    assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == SHORT_MAX_ITER
     assert any(k.startswith("roi_heads.keypoint_head.") for k in checkpoint["model"])
-    assert os.path.exists(os.path.join(trained_run, f"model_{CHECKPOINT_PERIOD - 1:07d}.pth"))
+    assert os.path.exists(os.path.join(short_run, f"model_{SHORT_CHECKPOINT_PERIOD - 1:07d}.pth"))
 
 
-def test_eval_only_reproduces_the_final_evaluation(trained_run, datasets_env, tmp_path):
+def test_evaluation_scores_every_task_on_the_test_split(short_run):
+    """The short run's evaluation at the end of training: box, mask and keypoint AP of its
+    predictions (every detection kept) and the keypoint diagnostics, all finite numbers."""
+    results = _eval_results(short_run)
+    assert set(results) == {"bbox", "segm", "keypoints", "keypoint_diagnostics"}
+    for task in ("bbox", "segm", "keypoints"):
+        assert 0 <= results[task]["AP"] <= 100, (task, results[task])
+
+
+def test_eval_only_reproduces_the_final_evaluation(short_run, datasets_env, tmp_path):
+    weights = os.path.join(short_run, "model_final.pth")
     run_tool(
         "train_net.py",
-        [
-            "--config-file",
-            SYNTHETIC_CONFIG,
-            "--eval-only",
-            "MODEL.WEIGHTS",
-            os.path.join(trained_run, "model_final.pth"),
-            "OUTPUT_DIR",
-            tmp_path,
-        ],
+        ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, "--eval-only"]
+        + [*SHORT_RUN_OPTS, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", tmp_path],
         datasets_env,
         tmp_path / "stdout.log",
     )
-    assert _eval_results(tmp_path) == _eval_results(trained_run)
+    assert _eval_results(tmp_path) == _eval_results(short_run)
+    # ... and from the same detections, each to the last digit (boxes, scores, masks, keypoints)
+    assert coco_predictions(tmp_path) == coco_predictions(short_run)
 
 
-def test_resume_continues_from_the_last_checkpoint(trained_run, datasets_env, tmp_path):
+def test_resume_continues_from_the_last_checkpoint(short_run, datasets_env, tmp_path):
     resumed = tmp_path / "resumed"
-    shutil.copytree(trained_run, resumed)
+    shutil.copytree(short_run, resumed)
     run_tool(
         "train_net.py",
-        [
-            "--config-file",
-            SYNTHETIC_CONFIG,
-            "--resume",
-            "SOLVER.MAX_ITER",
-            MAX_ITER + 10,
-            "DATASETS.TEST",
-            "()",
-            "OUTPUT_DIR",
-            resumed,
-        ],
+        ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, "--resume", *SHORT_RUN_OPTS]
+        + ["SOLVER.MAX_ITER", SHORT_MAX_ITER + 4, "DATASETS.TEST", "()", "OUTPUT_DIR", resumed],
         datasets_env,
         tmp_path / "stdout.log",
     )
     checkpoint = torch.load(resumed / "model_final.pth", weights_only=True)
-    assert checkpoint["iteration"] == MAX_ITER + 9
-    before, after = (_logged_iterations(d / "metrics.json") for d in (Path(trained_run), resumed))
+    assert checkpoint["iteration"] == SHORT_MAX_ITER + 3
+    before, after = (_logged_iterations(d / "metrics.json") for d in (Path(short_run), resumed))
     assert after[: len(before)] == before
     appended = after[len(before) :]
     # Only iterations after the last one were trained again: training went on from the checkpoint.
-    assert appended and min(appended) >= MAX_ITER and max(appended) == MAX_ITER + 9
+    assert appended and min(appended) >= SHORT_MAX_ITER and max(appended) == SHORT_MAX_ITER + 3

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 from detectron2.data import MetadataCatalog
 from PIL import Image
 
@@ -20,6 +19,8 @@ from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata
 from mask_rcnn_ext.data.cityscapes_labels import THING_CLASSES, name2label
 from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator, average_precisions, average_results, match_image
+
+from conftest import REPO_ROOT
 
 PERSON, RIDER, CAR, TRUCK, BUS, CARAVAN, BICYCLE = (
     name2label[n].id for n in ("person", "rider", "car", "truck", "bus", "caravan", "bicycle")

@@ -4,9 +4,10 @@ import json
 import os
 
 import pytest
-from conftest import CONFIGS_DIR
 
 from experiments.table2_cpu.ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, main, run_command, run_fingerprint
+
+from conftest import CONFIGS_DIR
 
 
 @pytest.fixture(scope="module")

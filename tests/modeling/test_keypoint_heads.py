@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIG
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
@@ -20,6 +19,8 @@ from torch.nn import functional as F
 from mask_rcnn_ext import add_mask_rcnn_ext_config, build_config
 from mask_rcnn_ext.engine import config_errors
 from mask_rcnn_ext.modeling import KeypointMaskHead, keypoint_loss_normalizer, keypoint_softmax_loss, keypoint_targets
+
+from conftest import SYNTHETIC_CONFIG
 
 IMAGE_SIZE = (80, 96)
 POOLED = ShapeSpec(channels=8, height=14, width=14)

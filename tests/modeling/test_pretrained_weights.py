@@ -14,11 +14,12 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS_DIR
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
+
+from conftest import CONFIGS_DIR
 
 CACHED_URL_PATH = "detectron2/ImageNetPretrained/MSRA/R-50.pkl"  # under $FVCORE_CACHE
 

@@ -7,12 +7,13 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from conftest import CONFIGS_DIR, import_tool
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from mask_rcnn_ext import build_config
+
+from conftest import CONFIGS_DIR, import_tool
 
 CITYSCAPES_FROM_COCO, convert_state_dict, main = (
     getattr(import_tool("convert_coco_to_cityscapes"), name)

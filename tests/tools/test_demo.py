@@ -7,8 +7,8 @@ import shutil
 
 import cv2
 import numpy as np
+import pytest
 import torch
-from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 from detectron2.structures import Instances
@@ -17,7 +17,11 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from mask_rcnn_ext.data import register_coco_keypoints
 from mask_rcnn_ext.data.synthetic import THING_CLASSES
 
+from conftest import SHORT_RUN_OPTS, SYNTHETIC_CONFIG, run_tool
+from mini_datasets import SYNTHETIC_VAL_MINI
 
+
+@pytest.mark.slow
 def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, datasets_env, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -65,7 +69,7 @@ def test_demo_writes_pictures_and_predictions_and_skips_bad_inputs(trained_run, 
         assert len(inst["keypoints"]) == 3 * len(COCO_PERSON_KEYPOINT_NAMES)
 
 
-def test_demo_exits_1_when_nothing_is_readable(trained_run, datasets_env, tmp_path):
+def test_demo_exits_1_when_nothing_is_readable(short_run, datasets_env, tmp_path):
     run_tool(
         "demo.py",
         [
@@ -77,7 +81,7 @@ def test_demo_exits_1_when_nothing_is_readable(trained_run, datasets_env, tmp_pa
             tmp_path / "vis",
             "--opts",
             "MODEL.WEIGHTS",
-            os.path.join(trained_run, "model_final.pth"),
+            os.path.join(short_run, "model_final.pth"),
         ],
         datasets_env,
         tmp_path / "stdout.log",
@@ -114,20 +118,25 @@ def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):
     assert not pixel_between("head", "left_fin").any()  # not a skeleton edge: background
 
 
-def test_quickstart_on_a_finished_run_reevaluates_and_writes_every_output(trained_run, datasets_env, tmp_path):
+def test_quickstart_on_a_finished_run_reevaluates_and_writes_every_output(short_run, datasets_env, tmp_path):
     """`make demo` a second time: resumes the finished training (no step), evaluates, draws, and
     writes the AP summary, curves and keypoint diagnostics beside each other."""
     output = tmp_path / "demo"
-    shutil.copytree(trained_run, output / "train")
-    run_tool("quickstart.py", ["--output-dir", output, "--num-vis", "2"], datasets_env, tmp_path / "stdout.log")
+    shutil.copytree(short_run, output / "train")
+    run_tool(
+        "quickstart.py",
+        ["--output-dir", output, "--num-vis", "2", "--import", "mini_datasets", *SHORT_RUN_OPTS],
+        datasets_env,
+        tmp_path / "stdout.log",
+    )
     log = (tmp_path / "stdout.log").read_text()
     assert "keypoints: AP" in log and "keypoints: mean error" in log
 
     with open(output / "metrics.json") as f:
         summary = json.load(f)
-    with open(os.path.join(trained_run, "eval_results.json")) as f:
+    with open(os.path.join(short_run, "eval_results.json")) as f:
         trained = json.load(f)
-    assert summary["results"]["synthetic_val"] == trained  # the same weights evaluate the same
+    assert summary["results"][SYNTHETIC_VAL_MINI] == trained  # the same weights evaluate the same
     assert sorted(os.listdir(output / "vis")) == ["000000.png", "000001.png", "predictions.json"]
     for name in ("training_curves.png", "keypoint_diagnostics.png"):
         assert cv2.imread(str(output / name)) is not None

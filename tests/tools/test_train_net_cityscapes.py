@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS_DIR, run_tool
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
@@ -17,6 +16,8 @@ from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances, tree_from_metadata
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
+
+from conftest import CONFIGS_DIR, run_tool
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN.yaml")
 

@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 import torch
-from conftest import SYNTHETIC_CONFIG, run_tool
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
 from mask_rcnn_ext.data.builtin import SYNTHETIC_SPLITS
 from mask_rcnn_ext.data.synthetic import ensure_coco_split
+
+from conftest import SYNTHETIC_CONFIG, run_tool
 
 # Each midline point is the middle of two COCO keypoints (a point with itself is that point), so
 # a horizontal flip maps every one to itself: the set needs no flip map.
