@@ -74,7 +74,7 @@ ACCEPTANCE_CHECK = (
 
 FULL_BUILD_HINT = (
     "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' "
-    "(or `make setup DETECTRON2_SOURCE=<checkout, git URL or wheel>`; see README, 'Install routes')"
+    "(or `make setup DETECTRON2_SOURCE=<checkout, git URL or wheel>`; see docs/install.md)"
 )
 
 # Module added to the built package: stands in for `detectron2._C` in the modules that imported

@@ -185,6 +185,6 @@ def test_wheel_declares_every_package_the_plugin_imports(wheel_path):
         for line in wheel_metadata.splitlines()
         if line.startswith("Requires-Dist:")
     }
-    user_provided = {"torch", "torchvision", "detectron2"}  # README, "Install routes"
+    user_provided = {"torch", "torchvision", "detectron2"}  # docs/install.md
     assert {"cityscapesscripts", "pycocotools", "opencv-python-headless"} <= needed
     assert not needed - user_provided - declared, f"imported but not declared: {needed - user_provided - declared}"

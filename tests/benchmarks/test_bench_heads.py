@@ -8,6 +8,7 @@ from benchmarks.heads import HEADS, OURS, REFERENCE, TORCHVISION, main
 from mask_rcnn_ext.modeling import ROI_FEATURE_OP_REGISTRY
 
 
+@pytest.mark.slow
 def test_every_pooler_and_head_is_measured_against_detectron2(tmp_path):
     output = tmp_path / "heads.json"
     main(

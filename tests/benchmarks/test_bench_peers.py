@@ -31,6 +31,7 @@ def quick_report(tmp_path_factory):
     return json.loads((output_dir / "bench.json").read_text())
 
 
+@pytest.mark.slow
 def test_peers_do_the_same_work(quick_report):
     """The R50-FPN peers: the same parameters as detectron2's stock model (and torchvision's within
     its background row), and exactly 100 detections per image each, so the ratios compare like with like."""
@@ -54,6 +55,7 @@ def test_peers_do_the_same_work(quick_report):
     assert peers["ratios"]["ours_d2_recipe/detectron2"]["train_peak_MiB"] < 0.9
 
 
+@pytest.mark.slow
 def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     rows = quick_report["groups"]["synthetic"]["rows"]
     assert rows["ours"]["params_M"] == _params_millions(

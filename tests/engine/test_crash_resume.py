@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
+
+pytestmark = pytest.mark.slow  # trains models in subprocesses
 
 MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
 SHORT_RUN = [

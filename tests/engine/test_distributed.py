@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 
 from conftest import REPO_ROOT, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, coco_predictions, run_tool
+
+pytestmark = pytest.mark.slow  # trains models in subprocesses
 
 # Each rank reports its parameters before and after 3 iterations; rank 0 compares them.
 TRAIN_SCRIPT = """
@@ -17,6 +21,7 @@ from detectron2.engine import launch
 from detectron2.utils import comm
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
+
 
 def flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])

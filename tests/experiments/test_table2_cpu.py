@@ -17,6 +17,7 @@ def quick_ablation(tmp_path_factory):
     return output
 
 
+@pytest.mark.slow
 def test_quick_ablation_writes_every_row_and_ordering(quick_ablation):
     table = (quick_ablation / "table2.md").read_text()
     for row in ROWS:
@@ -30,6 +31,7 @@ def test_quick_ablation_writes_every_row_and_ordering(quick_ablation):
         assert 0 <= summary["segm"]["AP"]["mean"] <= 100
 
 
+@pytest.mark.slow
 def test_runs_start_from_the_pretrained_backbone(quick_ablation):
     log = (quick_ablation / "runs" / "c5_roipool" / "seed0" / "log.txt").read_text()
     not_loaded = log.split("not found in the checkpoint")[1].split("Starting training")[0]
@@ -37,6 +39,7 @@ def test_runs_start_from_the_pretrained_backbone(quick_ablation):
     assert "roi_heads.box_predictor" in not_loaded and "roi_heads.mask_head" in not_loaded  # heads start fresh
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_finished_runs(quick_ablation):
     before = json.loads((quick_ablation / "results.json").read_text())
     main(["--quick", "--output-dir", str(quick_ablation)])
@@ -44,6 +47,7 @@ def test_a_second_run_reuses_the_finished_runs(quick_ablation):
     assert after["summaries"] == before["summaries"] and after["run_seconds"] == before["run_seconds"]
 
 
+@pytest.mark.slow
 def test_results_are_reused_only_for_the_same_config_and_weights(quick_ablation):
     weights = str(quick_ablation / "backbone.pkl")
     command = run_command("c4_roipool", 0, "out", weights, ())

@@ -24,7 +24,7 @@ def use_fast_coco_eval(backend: str) -> bool:
         raise ValueError(
             "MASK_RCNN_EXT.EVAL.COCO_BACKEND='detectron2_fast' needs detectron2's C++ extension, "
             "which this detectron2 lacks; use 'pycocotools' or 'auto', or install a full build "
-            "(README, 'Install routes')."
+            "(docs/install.md)."
         )
     if backend not in ("pycocotools", "detectron2_fast"):
         raise ValueError(f"MASK_RCNN_EXT.EVAL.COCO_BACKEND={backend!r}: expected auto, pycocotools or detectron2_fast")
