@@ -228,7 +228,6 @@ import torch.multiprocessing as mp
 from detectron2.data import MetadataCatalog
 from mask_rcnn_ext.data.cityscapes import CityscapesTree, cityscapes_metadata
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
-sys.path.insert(0, {tools!r})
 from benchmarks.cityscapes import model_output, simulated_predictions
 
 def worker(rank, tree, out):

@@ -22,7 +22,9 @@ from conftest import CONFIGS_DIR, run_tool
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN_demo_init.yaml")
 pytestmark = pytest.mark.slow
-CITYSCAPES_AP_FLOOR, CITYSCAPES_AP50_FLOOR, MASK_AP_FLOOR, BOX_AP_FLOOR = 20, 40, 15, 20
+# A little under what the seeded run reaches (docs/cityscapes.md: 20.5, AP50 41.0, COCO mask 20.5, box 23.0);
+# a loader or evaluator that breaks what the model learns falls far below (from scratch, 300 iterations: 9.5).
+CITYSCAPES_AP_FLOOR, CITYSCAPES_AP50_FLOOR, MASK_AP_FLOOR, BOX_AP_FLOOR = 17, 35, 17, 19
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,6 @@ def test_learns_cityscapes_instances(cityscapes_run, trained_run, datasets_env):
     with open(os.path.join(cityscapes_run, "eval_results.json")) as f:
         results = json.load(f)
     cityscapes = results["cityscapes_segm"]
-    # floors a little under what the seeded run reaches (docs/cityscapes.md)
     assert cityscapes["AP"] > CITYSCAPES_AP_FLOOR and cityscapes["AP50"] > CITYSCAPES_AP50_FLOOR, cityscapes
     assert results["segm"]["AP"] > MASK_AP_FLOOR and results["bbox"]["AP"] > BOX_AP_FLOOR, results
     with open(os.path.join(cityscapes_run, "log.txt")) as f:  # it started from the demo's trained weights
@@ -87,5 +88,7 @@ def test_trained_model_scores_equal_the_official_evaluation(cityscapes_run, data
             )
     ours = evaluator.evaluate()["cityscapes_segm"]
     official = evaluate_official([tree.gt_file(f) for f in images], str(tmp_path / "pred"), str(tmp_path / "work"))
-    assert ours["AP"] == 100 * official["averages"]["allAp"] > 20
+    assert (
+        ours["AP"] == 100 * official["averages"]["allAp"] > 15
+    )  # 19.0 on these 10 images: real predictions, not an empty set
     assert ours["AP50"] == 100 * official["averages"]["allAp50%"]
