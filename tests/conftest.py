@@ -2,7 +2,6 @@
 one: `trained_run`, the demo's whole run, only where a learned AP or loss is asserted (marked slow),
 and `short_run`, a few dozen iterations with a 10-image evaluation, for everything structural."""
 
-import dataclasses
 import functools
 import importlib.util
 import json
@@ -40,39 +39,24 @@ def import_tool(name: str):
     return module
 
 
-@dataclasses.dataclass
-class ToolRun:
-    """tools/<script> running in a subprocess, its output going to `log_path`."""
-
-    script: str
-    process: subprocess.Popen
-    log_path: str
-
-    def wait(self, expected_exit_codes=(0,)) -> int:
-        """Its exit code, once it ends; the test fails, showing the log's end, on an unexpected one."""
-        returncode = self.process.wait()
-        self.process.stdout.close()
-        if returncode not in expected_exit_codes:
-            with open(self.log_path) as log:
-                pytest.fail(f"tools/{self.script} exited {returncode}:\n{log.read()[-6000:]}")
-        return returncode
-
-
-def start_tool(script: str, args, env_overrides: dict, log_path: str) -> ToolRun:
-    """Start tools/<script> in a subprocess, as users run it, with `args`. tests/ is on its
-    PYTHONPATH (after any of `env_overrides`), for `--import mini_datasets`."""
+def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exit_codes=(0,)) -> int:
+    """Run tools/<script> in a subprocess, as users do, with `args` and return its exit code; its
+    output goes to `log_path`, shown if the exit code is not one of `expected_exit_codes`. tests/ is
+    on its PYTHONPATH (after any of `env_overrides`), for `--import mini_datasets`."""
     env = dict(os.environ, **env_overrides)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env_overrides.get("PYTHONPATH"), TESTS_DIR) if p)
-    command = [sys.executable, os.path.join(TOOLS_DIR, script), *map(str, args)]
-    log = open(log_path, "w")  # closed by ToolRun.wait
-    return ToolRun(
-        script, subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log_path
-    )
-
-
-def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exit_codes=(0,)) -> int:
-    """Run tools/<script> (`start_tool`) to its end and return its exit code (`ToolRun.wait`)."""
-    return start_tool(script, args, env_overrides, log_path).wait(expected_exit_codes)
+    with open(log_path, "w") as log:
+        result = subprocess.run(
+            [sys.executable, os.path.join(TOOLS_DIR, script), *map(str, args)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode not in expected_exit_codes:
+        with open(log_path) as log:
+            pytest.fail(f"tools/{script} exited {result.returncode}:\n{log.read()[-6000:]}")
+    return result.returncode
 
 
 @pytest.fixture(scope="session")
@@ -81,40 +65,21 @@ def datasets_env() -> dict:
     return {"DETECTRON2_DATASETS": DATASETS_DIR}
 
 
-def pytest_collection_modifyitems(items):
-    """The tests of the demo's trained model run last: its training starts with the session and
-    runs beside the other tests (`demo_training`). The sort is stable: each group keeps its order."""
-    items.sort(key=lambda item: "trained_run" in item.fixturenames)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def demo_training(request, tmp_path_factory, datasets_env):
-    """(OUTPUT_DIR, ToolRun) of the demo's training by tools/train_net.py, started in the background
-    when the session begins if a selected test needs `trained_run`; None otherwise. The other tests
-    run meanwhile: most of their time is single-threaded Python and process start-up, which leaves
-    a core to the training."""
-    if not any("trained_run" in item.fixturenames for item in request.session.items):
-        yield None
-        return
-    output_dir = str(tmp_path_factory.mktemp("trained_run"))
-    args = ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", output_dir]
-    run = start_tool("train_net.py", args, datasets_env, os.path.join(output_dir, "stdout.log"))
-    yield output_dir, run
-    if run.process.poll() is None:  # the session ended before a test waited for it
-        run.process.kill()
-        run.wait(expected_exit_codes=(-9,))
-
-
 @pytest.fixture(scope="session")
-def trained_run(demo_training) -> str:
+def trained_run(tmp_path_factory, datasets_env) -> str:
     """OUTPUT_DIR of one training + evaluation of the synthetic config by tools/train_net.py.
 
-    It is the demo's run: the config as it stands, with its schedule (about 12 minutes on 2 cores
-    alone) and SEED, so the AP floors guard what `make demo` reports. Tests that use it are marked
-    slow and assert what only a trained model shows. They must not write into it (copy it first).
+    It is the demo's run: the config as it stands, with its schedule (about 12 minutes on 2 cores)
+    and SEED, so the AP floors guard what `make demo` reports. Tests that use it are marked slow
+    and assert what only a trained model shows. They must not write into it (copy it first).
     """
-    output_dir, run = demo_training
-    run.wait()
+    output_dir = str(tmp_path_factory.mktemp("trained_run"))
+    run_tool(
+        "train_net.py",
+        ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", output_dir],
+        datasets_env,
+        os.path.join(output_dir, "stdout.log"),
+    )
     return output_dir
 
 

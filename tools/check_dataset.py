@@ -20,7 +20,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import mask_rcnn_ext  # noqa: F401  (registers the built-in datasets)
 from mask_rcnn_ext.data.checks import check_records
-from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
+from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 
 def check_dataset(name: str, read_images: bool):
@@ -44,11 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="+", metavar="NAME")
     parser.add_argument("--no-images", action="store_true", help="check that image files exist, without reading them")
     add_import_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        import_user_modules(args.imports)
-    except ImportError as error:
-        parser.error(str(error))
+    args = parse_args_importing(parser, argv)
     failed = False
     for name in args.names:
         try:

@@ -28,7 +28,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.io_utils import write_json_atomically
-from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
+from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 logger = logging.getLogger("mask_rcnn_ext.demo")
@@ -44,11 +44,7 @@ def parse_args(argv=None):
     )
     add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
-    args = parser.parse_args(argv)
-    try:
-        import_user_modules(args.imports)  # the test dataset's metadata names the classes drawn
-    except ImportError as error:
-        parser.error(str(error))
+    args = parse_args_importing(parser, argv)  # the test dataset's metadata names the classes drawn
     return args
 
 

@@ -32,7 +32,7 @@ from mask_rcnn_ext.engine.training_curves import plot_training_curves
 from mask_rcnn_ext.evaluation.keypoint_diagnostics import JSON_FILE as DIAGNOSTICS_JSON
 from mask_rcnn_ext.evaluation.keypoint_diagnostics import PNG_FILE as DIAGNOSTICS_PNG
 from mask_rcnn_ext.io_utils import write_json_atomically
-from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
+from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPORTED_TASKS = ("bbox", "segm", "keypoints")
@@ -50,11 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-vis", type=int, default=6, help="val images to visualize")
     add_import_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args(argv)
-    try:
-        import_user_modules(args.imports)
-    except ImportError as error:
-        parser.error(str(error))
+    args = parse_args_importing(parser, argv)
     imports = [arg for module in args.imports for arg in ("--import", module)]  # for the tools it runs
     train_dir = os.path.join(args.output_dir, "train")
     opts = list(args.opts) + ["OUTPUT_DIR", train_dir]

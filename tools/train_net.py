@@ -19,7 +19,7 @@ from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
-from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules
+from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules, parse_args_importing
 
 
 def setup(args):
@@ -46,11 +46,7 @@ def parse_args(argv=None):
     before any worker process starts."""
     parser = default_argument_parser()
     add_import_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        import_user_modules(args.imports)
-    except ImportError as error:
-        parser.error(str(error))
+    args = parse_args_importing(parser, argv)
     return args
 
 

@@ -21,6 +21,17 @@ def add_import_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_args_importing(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, then the `--import` modules; one that fails to import ends the
+    tool with argparse's usage error (exit code 2) naming it."""
+    args = parser.parse_args(argv)
+    try:
+        import_user_modules(args.imports)
+    except ImportError as error:
+        parser.error(str(error))
+    return args
+
+
 def import_user_modules(modules: list[str]) -> None:
     """Import each module; an ImportError names the `--import` that failed."""
     for module in modules:
