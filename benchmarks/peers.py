@@ -52,7 +52,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
-from benchmarks.measure import median_seconds, peak_memory_MiB
+from benchmarks.measure import median_seconds, peak_memory_MiB, timed
 from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.io_utils import write_json_atomically
@@ -221,19 +221,36 @@ class Runner:
             self.detections.append(self.contender.detect(self.model, image))
 
 
-def train_and_infer_peak_MiB(runner: Runner, device: str, seed: int) -> tuple[float, float]:
-    """(training, inference) peak MiB of one training step and one inference, each after another.
-    Each starts from torch's RNG seeded with `seed`: a training step's memory follows the RoIs it
-    samples at random; seeded, every model and run draws alike."""
+@dataclasses.dataclass
+class ProfiledSteps:
+    """Peak MiB of one training step and one inference (each after another), and their seconds;
+    the profiler that records the memory slows them, so the seconds are checks, not figures."""
 
-    def seeded(step: Callable[[Any], None], x) -> Callable[[], None]:
-        return lambda: (torch.manual_seed(seed), step(x))
+    train_peak_MiB: float
+    infer_peak_MiB: float
+    train_seconds: float
+    infer_seconds: float
+
+
+def profile_steps(runner: Runner, device: str, seed: int) -> ProfiledSteps:
+    """`runner`'s second training step and inference, each profiled for its peak memory after a first
+    one as lead-in. Each starts from torch's RNG seeded with `seed`: a training step's memory follows
+    the RoIs it samples at random; seeded, every model and run draws alike."""
+    seconds = {}
+
+    def seeded(step: Callable[[Any], None], x, timing: str | None = None) -> Callable[[], None]:
+        def run():
+            torch.manual_seed(seed)
+            _, step_seconds = timed(lambda: step(x), device)
+            if timing:
+                seconds[timing] = step_seconds
+
+        return run
 
     batch, image = runner.contender.train_inputs[0], runner.contender.test_inputs[0]
-    train = peak_memory_MiB(device, seeded(runner.train_step, batch), seeded(runner.train_step, batch))
-    infer = peak_memory_MiB(device, seeded(runner.infer, image), seeded(runner.infer, image))
-    runner.detections.clear()
-    return train, infer
+    train = peak_memory_MiB(device, seeded(runner.train_step, batch), seeded(runner.train_step, batch, "train"))
+    infer = peak_memory_MiB(device, seeded(runner.infer, image), seeded(runner.infer, image, "infer"))
+    return ProfiledSteps(train, infer, seconds["train"], seconds["infer"])
 
 
 def measure_group(spec: "GroupSpec", contenders: list[Contender]) -> dict[str, dict[str, float]]:
@@ -241,26 +258,33 @@ def measure_group(spec: "GroupSpec", contenders: list[Contender]) -> dict[str, d
     peak memory over its second training step and inference (the first ones, its warm-up, carry
     one-time costs: the optimizer's momentum buffers, the CUDA context, kernel loading); then the
     median seconds of `spec.iters` training steps, and of as many inferences, timed in turns
-    (`median_seconds`): step i of every model trains on batch i, inference i runs on image i."""
+    (`median_seconds`): step i of every model trains on batch i, inference i runs on image i.
+    Without `spec.timed_rounds` the seconds are those of the profiled steps."""
     runners = [Runner(c) for c in contenders]
-    memory = {r.contender.name: train_and_infer_peak_MiB(r, spec.device, spec.seed) for r in runners}
-    train_rounds = [
-        {r.contender.name: functools.partial(r.train_step, r.contender.train_inputs[i]) for r in runners}
-        for i in range(spec.iters)
-    ]
-    infer_rounds = [
-        {r.contender.name: functools.partial(r.infer, r.contender.test_inputs[i]) for r in runners}
-        for i in range(spec.iters)
-    ]
-    train_seconds = median_seconds(train_rounds, spec.device)
-    infer_seconds = median_seconds(infer_rounds, spec.device)
+    profiled = {r.contender.name: profile_steps(r, spec.device, spec.seed) for r in runners}
+    if spec.timed_rounds:
+        for runner in runners:
+            runner.detections.clear()  # counted over the timed inferences
+        train_rounds = [
+            {r.contender.name: functools.partial(r.train_step, r.contender.train_inputs[i]) for r in runners}
+            for i in range(spec.iters)
+        ]
+        infer_rounds = [
+            {r.contender.name: functools.partial(r.infer, r.contender.test_inputs[i]) for r in runners}
+            for i in range(spec.iters)
+        ]
+        train_seconds = median_seconds(train_rounds, spec.device)
+        infer_seconds = median_seconds(infer_rounds, spec.device)
+    else:
+        train_seconds = {name: steps.train_seconds for name, steps in profiled.items()}
+        infer_seconds = {name: steps.infer_seconds for name, steps in profiled.items()}
     return {
         r.contender.name: {
             "params_M": sum(p.numel() for p in r.model.parameters()) / 1e6,
             "train_s_per_iter": train_seconds[r.contender.name],
             "infer_s_per_image": infer_seconds[r.contender.name],
-            "train_peak_MiB": memory[r.contender.name][0],
-            "infer_peak_MiB": memory[r.contender.name][1],
+            "train_peak_MiB": profiled[r.contender.name].train_peak_MiB,
+            "infer_peak_MiB": profiled[r.contender.name].infer_peak_MiB,
             "detections_per_image": statistics.mean(r.detections),
         }
         for r in runners
@@ -368,6 +392,7 @@ class GroupSpec:
     max_size: int = 1333
     config_file: str = get_config_file(DEMO_CONFIG)  # synthetic: the config and its overrides
     opts: tuple[str, ...] = ()
+    timed_rounds: bool = True  # False (--quick): the seconds are those of the steps profiled for memory
 
 
 def build_group(spec: GroupSpec) -> list[Contender]:
@@ -402,13 +427,15 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--quick", action="store_true", help="for CI: 1 timed step, peers at shorter side 256: checks, not figures"
+        "--quick",
+        action="store_true",
+        help="for CI: peers at shorter side 256, seconds of the steps profiled for memory: checks, not figures",
     )
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
     if args.quick:
-        args.iters = 1
+        args.iters = 1  # the inputs of the profiled steps
     if args.iters < 1:
         parser.error(f"--iters must be >= 1 (got {args.iters})")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -416,7 +443,17 @@ def main(argv=None) -> None:
     setup_logger(name="mask_rcnn_ext")
     min_size, max_size = (256, 427) if args.quick else (800, 1333)
     specs = [
-        GroupSpec(name, args.iters, args.device, args.seed, min_size, max_size, args.config_file, tuple(args.opts))
+        GroupSpec(
+            name,
+            args.iters,
+            args.device,
+            args.seed,
+            min_size,
+            max_size,
+            args.config_file,
+            tuple(args.opts),
+            timed_rounds=not args.quick,
+        )
         for name in ("peers", "synthetic")
         if name in args.groups
     ]
@@ -434,9 +471,13 @@ def main(argv=None) -> None:
         rows = measure_group(spec, contenders[spec.name])
         ratios = ratio_rows(rows, pairs[spec.name])
         report["groups"][spec.name] = {"title": titles[spec.name], "rows": rows, "ratios": ratios}
+        timing = (
+            "seconds of the steps profiled for memory (--quick)"
+            if args.quick
+            else f"{args.iters} training iterations (batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians"
+        )
         print_group(
-            f"{titles[spec.name]} on {args.device}: {args.iters} training iterations "
-            f"(batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians",
+            f"{titles[spec.name]} on {args.device}: {timing}",
             rows,
             ratios,
         )

@@ -17,7 +17,7 @@ from mask_rcnn_ext.data import synthetic_metadata
 from mask_rcnn_ext.data.checks import check_records
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, checked_training_records
 
-from conftest import SYNTHETIC_CONFIG, run_tool
+from conftest import SYNTHETIC_CONFIG, import_tool
 
 H, W = 20, 30
 SQUARE = [2.0, 2.0, 12.0, 2.0, 12.0, 12.0, 2.0, 12.0]
@@ -172,17 +172,11 @@ MetadataCatalog.get("tool_checked").set(**synthetic_metadata())
 """
 
 
-def test_check_dataset_tool(tmp_path):
+def test_check_dataset_tool(tmp_path, monkeypatch, capsys):
     (tmp_path / "register_checked.py").write_text(REGISTRATION.format(path=image(tmp_path, size=(W, H + 5))))
-    log = tmp_path / "log"
-    run_tool(
-        "check_dataset.py",
-        ["tool_checked", "--import", "register_checked"],
-        {"PYTHONPATH": str(tmp_path)},
-        log,
-        expected_exit_codes=(1,),
-    )
-    text = log.read_text()
+    monkeypatch.syspath_prepend(str(tmp_path))  # where --import finds the user's module
+    assert import_tool("check_dataset").main(["tool_checked", "--import", "register_checked"]) == 1
+    text = capsys.readouterr().out
     assert "tool_checked: 1 images, 1 annotations: 2 errors" in text
     assert "image is 25x30 but the record says 20x30" in text and "category_id 9 is not one of the 7 classes" in text
 
@@ -194,7 +188,7 @@ def test_check_dataset_tool(tmp_path):
         (["synthetic_val", "--import", "no_such_module"], "--import no_such_module: No module named 'no_such_module'"),
     ],
 )
-def test_check_dataset_tool_names_what_it_cannot_check(tmp_path, args, message):
-    log = tmp_path / "log"
-    run_tool("check_dataset.py", args, {}, log, expected_exit_codes=(2,))
-    assert message in log.read_text()
+def test_check_dataset_tool_names_what_it_cannot_check(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        import_tool("check_dataset").main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

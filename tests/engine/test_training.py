@@ -1,5 +1,5 @@
-"""Training by tools/train_net.py. The demo's whole run (`trained_run`, slow): the model learns all
-three tasks. The short run (`short_run`): it evaluates with COCO metrics, checkpoints, reloads and
+"""Training by tools/train_net.py. The demo's recipe on half its schedule (`trained_run`, slow): the
+model learns all three tasks. The short run (`short_run`): it evaluates with COCO metrics, checkpoints, reloads and
 resumes."""
 
 import json
@@ -11,7 +11,6 @@ import pytest
 import torch
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 
-from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
@@ -21,16 +20,16 @@ from conftest import (
     SHORT_MAX_ITER,
     SHORT_RUN_OPTS,
     SYNTHETIC_CONFIG,
+    TRAINED_MAX_ITER,
     coco_predictions,
     run_tool,
 )
 
-# Floors a little under what the demo's run reaches (README "Results" has the measured values);
-# a model that stops learning any of the three tasks falls below them.
-AP_FLOORS = {"bbox": 14.0, "segm": 9.0, "keypoints": 14.0}
-# ... and of the fraction of visible val keypoints found within OKS similarity 0.5.
-DETECT_AT_05_FLOOR = 0.4
-DEMO_MAX_ITER = build_config(SYNTHETIC_CONFIG).SOLVER.MAX_ITER
+# Floors under what the seeded trained run reaches (box 8.1, mask 8.1, keypoints 3.0; docs/tests.md);
+# a model that stops learning any of the three tasks falls below them (the 24-iteration short run: ~0).
+AP_FLOORS = {"bbox": 6.5, "segm": 6.5, "keypoints": 2.0}
+# ... and of the fraction of visible val keypoints found within OKS similarity 0.5 (it reaches 0.42).
+DETECT_AT_05_FLOOR = 0.35
 
 
 def _eval_results(output_dir):
@@ -47,7 +46,7 @@ def _logged_iterations(metrics_json: Path):
 def test_losses_fall(trained_run):
     records = read_metrics(os.path.join(trained_run, "metrics.json"))
     first, last = records[0], records[-1]
-    assert last["iteration"] == DEMO_MAX_ITER - 1
+    assert last["iteration"] == TRAINED_MAX_ITER - 1
     assert last["total_loss"] < first["total_loss"]
     assert last["loss_mask"] < 0.9 * first["loss_mask"]
     assert last["loss_rpn_cls"] < 0.5 * first["loss_rpn_cls"]

@@ -1,6 +1,7 @@
 """A Cityscapes model trained and evaluated by tools/train_net.py on the synthetic Cityscapes tree,
 and its predictions scored by the official cityscapesscripts evaluation too. The model is the
-paper's COCO-initialised recipe at CPU scale: fine-tuned from the demo's trained model."""
+paper's COCO-initialised recipe at CPU scale: fine-tuned from the suite's trained run (the demo's
+recipe on half its schedule)."""
 
 import json
 import os
@@ -22,15 +23,16 @@ from conftest import CONFIGS_DIR, run_tool
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN_demo_init.yaml")
 pytestmark = pytest.mark.slow
-# A little under what the seeded run reaches (docs/cityscapes.md: 20.5, AP50 41.0, COCO mask 20.5, box 23.0);
-# a loader or evaluator that breaks what the model learns falls far below (from scratch, 300 iterations: 9.5).
-CITYSCAPES_AP_FLOOR, CITYSCAPES_AP50_FLOOR, MASK_AP_FLOOR, BOX_AP_FLOOR = 17, 35, 17, 19
+# Under what the seeded run reaches from `trained_run` (AP 14.1, AP50 27.5, COCO mask 13.0, box 13.0); a
+# loader or evaluator that breaks what the model learns, or a lost initialisation, falls below (from
+# scratch, twice the iterations: 9.5, 23.4, 9.4, 9.5; docs/cityscapes.md).
+CITYSCAPES_AP_FLOOR, CITYSCAPES_AP50_FLOOR, MASK_AP_FLOOR, BOX_AP_FLOOR = 11, 24, 10.5, 10.5
 
 
 @pytest.fixture(scope="module")
 def cityscapes_run(tmp_path_factory, datasets_env, trained_run):
-    """OUTPUT_DIR of the demo-initialised synthetic Cityscapes config trained as it stands, from the
-    demo's run (`trained_run`) as its MODEL.WEIGHTS (about 2 minutes on 2 cores)."""
+    """OUTPUT_DIR of the demo-initialised synthetic Cityscapes config trained as it stands, with the
+    trained run's (`trained_run`) model as its MODEL.WEIGHTS (about 2 minutes on 2 cores)."""
     output_dir = str(tmp_path_factory.mktemp("cityscapes_run"))
     weights = os.path.join(trained_run, "model_final.pth")
     run_tool(
@@ -48,7 +50,7 @@ def test_learns_cityscapes_instances(cityscapes_run, trained_run, datasets_env):
     cityscapes = results["cityscapes_segm"]
     assert cityscapes["AP"] > CITYSCAPES_AP_FLOOR and cityscapes["AP50"] > CITYSCAPES_AP50_FLOOR, cityscapes
     assert results["segm"]["AP"] > MASK_AP_FLOOR and results["bbox"]["AP"] > BOX_AP_FLOOR, results
-    with open(os.path.join(cityscapes_run, "log.txt")) as f:  # it started from the demo's trained weights
+    with open(os.path.join(cityscapes_run, "log.txt")) as f:  # it started from the trained run's weights
         assert f"Loading from {os.path.join(trained_run, 'model_final.pth')}" in f.read()
     assert {f"AP-{name}" for name in MetadataCatalog.get("synthetic_cityscapes_val").thing_classes} <= set(cityscapes)
     with open(os.path.join(cityscapes_run, "inference", "cityscapes_instances.json")) as f:
@@ -89,6 +91,6 @@ def test_trained_model_scores_equal_the_official_evaluation(cityscapes_run, data
     ours = evaluator.evaluate()["cityscapes_segm"]
     official = evaluate_official([tree.gt_file(f) for f in images], str(tmp_path / "pred"), str(tmp_path / "work"))
     assert (
-        ours["AP"] == 100 * official["averages"]["allAp"] > 15
-    )  # 19.0 on these 10 images: real predictions, not an empty set
+        ours["AP"] == 100 * official["averages"]["allAp"] > 10
+    )  # 13.1 on these 10 images: real predictions, not an empty set
     assert ours["AP50"] == 100 * official["averages"]["allAp50%"]
