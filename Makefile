@@ -27,17 +27,15 @@ setup: $(STAMP)
 
 # The stamp makes a second `make setup` a no-op; it is redone when its inputs change. It records
 # how the packages were installed (locked or unlocked); tests/test_packaging.py reads it.
-# --no-compile: Python byte-compiles the modules a process imports, on first import; pip would
-# compile all ~9000 of the packages' modules up front (40 s on 2 cores), most never imported.
 $(STAMP): requirements.txt $(LOCK) pyproject.toml dev/install_detectron2.py
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV_FLAGS) $(VENV)
 ifeq ($(UNLOCKED),)
-	$(PY) -m pip install --no-compile --require-hashes -r $(LOCK)
+	$(PY) -m pip install --require-hashes -r $(LOCK)
 else
 	$(PY) -m pip install --quiet $(PIP_PIN)
 	@$(PY) -c "import torch, torchvision" 2>/dev/null \
-		|| $(PY) -m pip install --no-compile $(TORCH_PINS)
-	$(PY) -m pip install --no-compile --quiet -r requirements.txt
+		|| $(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install --quiet -r requirements.txt
 endif
 	DETECTRON2_SOURCE="$(DETECTRON2_SOURCE)" $(PY) dev/install_detectron2.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
