@@ -236,21 +236,20 @@ def profile_steps(runner: Runner, device: str, seed: int) -> ProfiledSteps:
     """`runner`'s second training step and inference, each profiled for its peak memory after a first
     one as lead-in. Each starts from torch's RNG seeded with `seed`: a training step's memory follows
     the RoIs it samples at random; seeded, every model and run draws alike."""
-    seconds = {}
 
-    def seeded(step: Callable[[Any], None], x, timing: str | None = None) -> Callable[[], None]:
-        def run():
-            torch.manual_seed(seed)
-            _, step_seconds = timed(lambda: step(x), device)
-            if timing:
-                seconds[timing] = step_seconds
+    def seeded(step: Callable[[Any], None], x) -> Callable[[], None]:
+        return lambda: (torch.manual_seed(seed), step(x))
 
-        return run
+    def profiled(step: Callable[[], None]) -> tuple[float, float]:
+        """(peak MiB, seconds) of `step`, run once before as the lead-in."""
+        seconds = []
+        peak = peak_memory_MiB(device, step, lambda: seconds.append(timed(step, device)[1]))
+        return peak, seconds[0]
 
     batch, image = runner.contender.train_inputs[0], runner.contender.test_inputs[0]
-    train = peak_memory_MiB(device, seeded(runner.train_step, batch), seeded(runner.train_step, batch, "train"))
-    infer = peak_memory_MiB(device, seeded(runner.infer, image), seeded(runner.infer, image, "infer"))
-    return ProfiledSteps(train, infer, seconds["train"], seconds["infer"])
+    train_peak, train_seconds = profiled(seeded(runner.train_step, batch))
+    infer_peak, infer_seconds = profiled(seeded(runner.infer, image))
+    return ProfiledSteps(train_peak, infer_peak, train_seconds, infer_seconds)
 
 
 def measure_group(spec: "GroupSpec", contenders: list[Contender]) -> dict[str, dict[str, float]]:
