@@ -20,6 +20,7 @@ from mask_rcnn_ext.data.synthetic import (
     coco_annotations,
     ensure_coco_split,
     render_sample,
+    write_coco_split,
 )
 
 SPEC = SyntheticSpec(num_images=24, seed=7)
@@ -43,6 +44,19 @@ def test_rendering_is_deterministic(samples):
     assert [i["category"] for i in instances] == [i["category"] for i in samples[3][1]]
     other, _ = render_sample(SyntheticSpec(num_images=24, seed=8), 3)
     assert image.shape != other.shape or not np.array_equal(image, other)
+
+
+def test_a_split_written_by_one_process_equals_one_written_by_three(tmp_path):
+    """The files do not depend on how many processes render them; annotation ids run in image order."""
+    for n in (1, 3):
+        write_coco_split(SPEC, str(tmp_path / f"images{n}"), str(tmp_path / f"{n}.json"), num_workers=n)
+    assert (tmp_path / "1.json").read_bytes() == (tmp_path / "3.json").read_bytes()
+    names = sorted(os.listdir(tmp_path / "images1"))
+    assert names == sorted(os.listdir(tmp_path / "images3")) and len(names) == SPEC.num_images
+    for name in names:
+        assert (tmp_path / "images1" / name).read_bytes() == (tmp_path / "images3" / name).read_bytes(), name
+    ids = [annotation["id"] for annotation in json.loads((tmp_path / "3.json").read_text())["annotations"]]
+    assert ids == list(range(1, len(ids) + 1))
 
 
 def _palette_fraction(image, mask, palette):

@@ -17,6 +17,8 @@ from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
 pytestmark = pytest.mark.slow  # trains models in subprocesses
 
 MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
+# The demo's model on the 10-image split at 128 px, with no loader process: what is tested is how
+# the runs stop and resume, and each training process starts and steps in seconds.
 SHORT_RUN = [
     "SOLVER.MAX_ITER",
     MAX_ITER,
@@ -26,8 +28,16 @@ SHORT_RUN = [
     "(6,)",
     "SOLVER.WARMUP_ITERS",
     2,
+    "DATASETS.TRAIN",
+    "('synthetic_val_mini',)",
     "DATASETS.TEST",
     "()",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    200,
+    "DATALOADER.NUM_WORKERS",
+    0,
 ]
 # Imported into the training process (tools/train_net.py --import): when the file it names is being
 # written, write a part of it and die as `kill -9` would.

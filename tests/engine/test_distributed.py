@@ -7,12 +7,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from detectron2.utils import comm
 
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
+from mask_rcnn_ext.engine.distributed import share_cpu_cores
 
-from conftest import REPO_ROOT, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, coco_predictions, run_tool
-
-pytestmark = pytest.mark.slow  # trains models in subprocesses
+from conftest import COMPARED_EVAL_THREADS, REPO_ROOT, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, coco_predictions, run_tool
 
 # Each rank reports its parameters before and after 3 iterations; rank 0 compares them.
 TRAIN_SCRIPT = """
@@ -49,6 +50,7 @@ def cpu_only(datasets_env):
     return dict(os.environ, CUDA_VISIBLE_DEVICES="", **datasets_env)  # detectron2's launcher then picks GLOO
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
     script = tmp_path / "train_two.py"
     script.write_text(TRAIN_SCRIPT.format(config=SYNTHETIC_CONFIG))
@@ -66,14 +68,16 @@ def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
         assert json.loads(f.readlines()[-1])["iteration"] == 2
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_two_process_evaluation_equals_one_process(short_run, tmp_path, datasets_env):
-    """The short run's model evaluated by 2 CPU processes (each half of the test split, predictions
-    gathered by COCOEvaluator and the keypoint diagnostics) gives the single process's numbers."""
+    """`--eval-only` on the short run's final weights, in 2 CPU processes (each half of the test split,
+    predictions gathered by COCOEvaluator and the keypoint diagnostics), reproduces the evaluation
+    that ended its training in one process: the same numbers from the same detections."""
     output_dir = tmp_path / "eval2"
     weights = os.path.join(short_run, "model_final.pth")
     run_tool(
         "train_net.py",
-        ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, "--eval-only", "--num-gpus", "2"]
+        ["--config-file", SYNTHETIC_CONFIG, "--eval-only", "--num-gpus", "2"]
         + [*SHORT_RUN_OPTS, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir],
         {**datasets_env, "CUDA_VISIBLE_DEVICES": ""},
         tmp_path / "log",
@@ -82,6 +86,30 @@ def test_two_process_evaluation_equals_one_process(short_run, tmp_path, datasets
         two = json.load(f)
     with open(os.path.join(short_run, EVAL_RESULTS_FILE)) as f:
         one = json.load(f)
-    assert "World size: 2" in (output_dir / "log.txt").read_text()  # `--num-gpus 2` without a GPU: 2 GLOO processes
+    log = (output_dir / "log.txt").read_text()
+    assert "World size: 2" in log  # `--num-gpus 2` without a GPU: 2 GLOO processes
+    # each its share of the cores (or they would oversubscribe them): as many threads as the short run
+    assert f"2 processes on this machine: {COMPARED_EVAL_THREADS} torch threads each" in log
     assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True)  # text: NaN (no small objects) == NaN
     assert coco_predictions(output_dir) == coco_predictions(short_run)  # every detection gathered
+
+
+@pytest.fixture
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("local_processes, omp_num_threads", [(1, None), (2, None), (4, None), (2, "3")])
+def test_processes_of_a_machine_share_its_cores(local_processes, omp_num_threads, monkeypatch, restore_torch_threads):
+    monkeypatch.setattr(comm, "get_local_size", lambda: local_processes)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    if omp_num_threads:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp_num_threads)
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(5)
+    share_cpu_cores()
+    expected = {(1, None): 5, (2, None): 3, (4, None): 1, (2, "3"): 5}  # the user's OMP_NUM_THREADS is kept
+    assert torch.get_num_threads() == expected[local_processes, omp_num_threads]

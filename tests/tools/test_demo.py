@@ -17,8 +17,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from mask_rcnn_ext.data import register_coco_keypoints
 from mask_rcnn_ext.data.synthetic import THING_CLASSES
 
-from conftest import SHORT_RUN_OPTS, SYNTHETIC_CONFIG, run_tool
-from mini_datasets import SYNTHETIC_VAL_MINI
+from conftest import COMPARED_EVAL_THREADS, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, import_tool, run_tool
 
 
 @pytest.mark.slow
@@ -118,18 +117,14 @@ def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):
     assert not pixel_between("head", "left_fin").any()  # not a skeleton edge: background
 
 
-def test_quickstart_on_a_finished_run_reevaluates_and_writes_every_output(short_run, datasets_env, tmp_path):
+def test_quickstart_on_a_finished_run_reevaluates_and_writes_every_output(short_run, tmp_path, capfd, monkeypatch):
     """`make demo` a second time: resumes the finished training (no step), evaluates, draws, and
     writes the AP summary, curves and keypoint diagnostics beside each other."""
     output = tmp_path / "demo"
     shutil.copytree(short_run, output / "train")
-    run_tool(
-        "quickstart.py",
-        ["--output-dir", output, "--num-vis", "2", "--import", "mini_datasets", *SHORT_RUN_OPTS],
-        datasets_env,
-        tmp_path / "stdout.log",
-    )
-    log = (tmp_path / "stdout.log").read_text()
+    monkeypatch.setenv("OMP_NUM_THREADS", COMPARED_EVAL_THREADS)  # for the tools it runs: as the short run
+    import_tool("quickstart").main(["--output-dir", str(output), "--num-vis", "2", *SHORT_RUN_OPTS])
+    log = capfd.readouterr().out
     assert "keypoints: AP" in log and "keypoints: mean error" in log
 
     with open(output / "metrics.json") as f:

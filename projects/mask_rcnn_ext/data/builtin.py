@@ -33,6 +33,9 @@ _PEOPLE = dict(person_probability=1.0, min_people=2, max_people=3, min_objects=0
 SYNTHETIC_SPLITS: dict[str, SyntheticSpec] = {
     "synthetic_train": SyntheticSpec(num_images=1000, seed=1, **_MIXED),
     "synthetic_val": SyntheticSpec(num_images=100, seed=2, **_MIXED),
+    # synthetic_val's first 10 images (the same seed): an evaluation in seconds, for checks of a
+    # pipeline rather than of a model (`python -m experiments.table2_cpu.ablate --quick`, the tests)
+    "synthetic_val_mini": SyntheticSpec(num_images=10, seed=2, **_MIXED),
     "synthetic_people_train": SyntheticSpec(num_images=1000, seed=3, **_PEOPLE),
     "synthetic_people_val": SyntheticSpec(num_images=100, seed=4, **_PEOPLE),
 }

@@ -3,15 +3,13 @@
 import glob
 import hashlib
 import logging
-import multiprocessing
 import os
 import pickle
 from collections.abc import Sequence
 from typing import Callable, Optional
 
-from tqdm import tqdm
-
 from ..io_utils import write_atomically
+from .parallel import default_num_workers, parallel_map
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +27,6 @@ def fingerprint(version: str, files: Sequence[str]) -> str:
             raise FileNotFoundError(f"File missing: '{path}'") from None
         digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def parallel_map(parse: Callable, items: Sequence, num_workers: int, desc: str) -> list:
-    """[parse(item) for item in items], in `num_workers` processes, in order, with a progress bar."""
-    if num_workers <= 1 or len(items) < 2:
-        return [parse(item) for item in tqdm(items, desc=desc, disable=None)]
-    with multiprocessing.Pool(num_workers) as pool:
-        return list(tqdm(pool.imap(parse, items, chunksize=4), total=len(items), desc=desc, disable=None))
 
 
 def load_cached(
@@ -61,8 +51,7 @@ def load_cached(
         with open(path, "rb") as f:
             logger.info(f"Loading {len(items)} records from the cache {path}")
             return pickle.load(f)
-    workers = num_workers or min(8, os.cpu_count() or 1)
-    records = parallel_map(parse, items, workers, desc=f"parsing {name}")
+    records = parallel_map(parse, items, num_workers or default_num_workers(), desc=f"parsing {name}")
     if path:
         try:
             write_atomically(path, lambda f: pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL))

@@ -18,15 +18,18 @@ deleted object, a caravan or trailer and a far-away instance by design; the rest
 """
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..io_utils import exclusive_lock, write_json_atomically
 from .cityscapes import IMAGE_SUFFIX, LABEL_IDS_SUFFIX, draw_instance_ids, draw_label_ids
+from .parallel import default_num_workers, parallel_map
 
 GENERATOR_VERSION = 1
 STAMP_FILE = "generator.json"
@@ -273,24 +276,35 @@ def file_prefix(spec: SyntheticCityscapesSpec, index: int) -> tuple[str, str]:
     return city, f"{city}_{index // len(spec.cities):06d}_{19 + index % 7:06d}"
 
 
-def write_split(spec: SyntheticCityscapesSpec, root: str) -> None:
-    """Write `root/leftImg8bit/<split>/` and, with ground truth, `root/gtFine/<split>/`."""
-    for index in range(spec.num_images):
-        rng = _rng(spec, index)
-        annotation = {"imgHeight": spec.height, "imgWidth": spec.width, "objects": _scene_objects(spec, index, rng)}
-        city, prefix = file_prefix(spec, index)
-        image_dir = os.path.join(root, "leftImg8bit", spec.split, city)
-        os.makedirs(image_dir, exist_ok=True)
-        Image.fromarray(render_image(annotation, rng)).save(os.path.join(image_dir, prefix + IMAGE_SUFFIX))
-        if not spec.with_ground_truth:
-            continue
-        gt_dir = os.path.join(root, "gtFine", spec.split, city)
-        os.makedirs(gt_dir, exist_ok=True)
-        with open(os.path.join(gt_dir, prefix + "_gtFine_polygons.json"), "w") as f:
-            json.dump(annotation, f)
-        instance_ids = draw_instance_ids(annotation).astype(np.uint16)  # the official files are 16-bit
-        Image.fromarray(instance_ids).save(os.path.join(gt_dir, prefix + "_gtFine_instanceIds.png"))
-        Image.fromarray(draw_label_ids(annotation)).save(os.path.join(gt_dir, prefix + LABEL_IDS_SUFFIX))
+def write_image(spec: SyntheticCityscapesSpec, root: str, index: int) -> None:
+    """Write image `index` of `spec` under `root/leftImg8bit/<split>/` and, with ground truth, its
+    files under `root/gtFine/<split>/`."""
+    rng = _rng(spec, index)
+    annotation = {"imgHeight": spec.height, "imgWidth": spec.width, "objects": _scene_objects(spec, index, rng)}
+    city, prefix = file_prefix(spec, index)
+    image_dir = os.path.join(root, "leftImg8bit", spec.split, city)
+    os.makedirs(image_dir, exist_ok=True)
+    Image.fromarray(render_image(annotation, rng)).save(os.path.join(image_dir, prefix + IMAGE_SUFFIX))
+    if not spec.with_ground_truth:
+        return
+    gt_dir = os.path.join(root, "gtFine", spec.split, city)
+    os.makedirs(gt_dir, exist_ok=True)
+    with open(os.path.join(gt_dir, prefix + "_gtFine_polygons.json"), "w") as f:
+        json.dump(annotation, f)
+    instance_ids = draw_instance_ids(annotation).astype(np.uint16)  # the official files are 16-bit
+    Image.fromarray(instance_ids).save(os.path.join(gt_dir, prefix + "_gtFine_instanceIds.png"))
+    Image.fromarray(draw_label_ids(annotation)).save(os.path.join(gt_dir, prefix + LABEL_IDS_SUFFIX))
+
+
+def write_split(spec: SyntheticCityscapesSpec, root: str, num_workers: Optional[int] = None) -> None:
+    """Write every image of `spec` (`write_image`) in `num_workers` processes (default: a process
+    per core, up to 8; each image depends on its index alone)."""
+    parallel_map(
+        functools.partial(write_image, spec, root),
+        range(spec.num_images),
+        num_workers or default_num_workers(),
+        desc=f"generating synthetic Cityscapes {spec.split}",
+    )
 
 
 def ensure_split(spec: SyntheticCityscapesSpec, root: str) -> None:

@@ -15,7 +15,7 @@ from ..config import add_mask_rcnn_ext_config
 from ..io_utils import write_json_atomically
 from .checkpoint import AtomicCheckpointer
 from .config_vs_datasets import check_config
-from .distributed import wrap_for_distributed
+from .distributed import share_cpu_cores, wrap_for_distributed
 from .evaluators import build_evaluator
 from .training_data import build_checked_train_loader
 
@@ -51,8 +51,10 @@ class Trainer(DefaultTrainer):
         """DefaultTrainer.__init__ (the same in detectron2 v0.6 and main) but for two parts: the
         model's DistributedDataParallel wrapping is `wrap_for_distributed`'s, so that CPU processes
         (GLOO) can train together (DefaultTrainer's refuses a CPU model), and checkpoints are
-        written atomically (`AtomicCheckpointer`), so a killed job never leaves a torn one."""
+        written atomically (`AtomicCheckpointer`), so a killed job never leaves a torn one. The
+        processes of one machine share its cores (`share_cpu_cores`)."""
         TrainerBase.__init__(self)
+        share_cpu_cores()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger not called for d2
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -96,6 +98,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model, evaluators=None):
+        share_cpu_cores()  # also for evaluation alone (--eval-only)
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and results:
             write_json_atomically(os.path.join(cfg.OUTPUT_DIR, EVAL_RESULTS_FILE), results)

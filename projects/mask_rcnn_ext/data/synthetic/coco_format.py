@@ -1,6 +1,8 @@
 """COCO format: annotations of rendered instances, and a split written as PNGs and one json."""
 
+import functools
 import os
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -8,6 +10,7 @@ from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 from pycocotools import mask as mask_util
 
 from ...io_utils import write_json_atomically
+from ..parallel import default_num_workers, parallel_map
 from .placement import render_sample
 from .spec import THING_CLASSES, SyntheticSpec, generator_id
 
@@ -86,17 +89,31 @@ def coco_annotations(instances: list[dict], image_id: int, first_id: int) -> lis
     return annotations
 
 
-def write_coco_split(spec: SyntheticSpec, image_dir: str, json_path: str) -> None:
-    """Render every image of `spec` as PNG into `image_dir` and write the COCO json (atomically,
-    last, so a json on disk always describes a complete image folder)."""
+def write_image(spec: SyntheticSpec, image_dir: str, index: int) -> tuple[dict, list[dict]]:
+    """Render image `index` of `spec` as PNG into `image_dir`; its COCO image entry and annotations
+    (annotation ids from 1)."""
+    image, instances = render_sample(spec, index)
+    file_name = f"{index:06d}.png"
+    cv2.imwrite(os.path.join(image_dir, file_name), image[:, :, ::-1])
+    entry = {"id": index + 1, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]}
+    return entry, coco_annotations(instances, index + 1, first_id=1)
+
+
+def write_coco_split(spec: SyntheticSpec, image_dir: str, json_path: str, num_workers: Optional[int] = None) -> None:
+    """Render every image of `spec` as PNG into `image_dir`, in `num_workers` processes (default:
+    a process per core, up to 8; each image depends on its index alone, so the files are the same
+    for any count), and write the COCO json (atomically, last, so a json on disk always describes
+    a complete image folder)."""
     os.makedirs(image_dir, exist_ok=True)
-    images, annotations = [], []
-    for index in range(spec.num_images):
-        image, instances = render_sample(spec, index)
-        file_name = f"{index:06d}.png"
-        cv2.imwrite(os.path.join(image_dir, file_name), image[:, :, ::-1])
-        images.append({"id": index + 1, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]})
-        annotations += coco_annotations(instances, index + 1, len(annotations) + 1)
+    written = parallel_map(
+        functools.partial(write_image, spec, image_dir),
+        range(spec.num_images),
+        num_workers or default_num_workers(),
+        desc="generating synthetic images",
+    )
+    images = [entry for entry, _ in written]
+    in_image_order = (annotation for _, image_annotations in written for annotation in image_annotations)
+    annotations = [dict(annotation, id=annotation_id) for annotation_id, annotation in enumerate(in_image_order, 1)]
     info = {"description": "mask_rcnn_ext synthetic data", "generator": generator_id(spec)}
     write_json_atomically(
         json_path, {"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}
