@@ -10,7 +10,10 @@ not 3 x len(keypoint_names) values (errors); polygons of fewer than 3 points, no
 coordinates, boxes without area in the image, labelled keypoints outside it (skipped, counted).
 Each is named by image file and annotation index (docs/reliability.md says what training does
 with each). Training runs the same checks on DATASETS.TRAIN at start-up, without decoding images.
-Exit code 0: no errors; 1: errors.
+Datasets registered with detectron2's `register_coco_instances(name, {}, json_file, image_root)`
+are checked against the classes their json declares.
+Exit code 0: no errors; 1: errors; 2: a dataset that cannot be checked (not registered, its
+annotation file unreadable, no classes) or an `--import` that fails, with the dataset and file named.
 """
 
 import argparse
@@ -23,16 +26,28 @@ from mask_rcnn_ext.data.checks import check_records
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 
-def check_dataset(name: str, read_images: bool):
-    """(records, CheckReport) of the registered dataset `name`, against its own metadata.
-    ValueError naming the dataset when it is not registered or its metadata has no thing_classes."""
+def load_records(name: str) -> list[dict]:
+    """The records of the registered dataset `name`. ValueError naming the dataset, and its
+    annotation file where the metadata has one, when it is not registered or cannot be loaded."""
     if name not in DatasetCatalog.list():
         raise ValueError(f"dataset {name!r} is not registered (--import the module that registers it)")
+    try:
+        return DatasetCatalog.get(name)
+    except Exception as error:  # the loader's own errors (JSON syntax, a missing key) name no file
+        json_file = MetadataCatalog.get(name).get("json_file", None)
+        source = f" from {json_file!r}" if json_file else ""
+        raise ValueError(f"dataset {name!r} cannot be loaded{source}: {type(error).__name__}: {error}") from error
+
+
+def check_dataset(name: str, read_images: bool):
+    """(records, CheckReport) of the registered dataset `name`, against its own metadata (read after
+    loading: detectron2's COCO loader fills thing_classes from the json's categories).
+    ValueError naming the dataset when it cannot be loaded or its metadata has no thing_classes."""
+    records = load_records(name)
     meta = MetadataCatalog.get(name)
     if not meta.get("thing_classes", None):
         raise ValueError(f"dataset {name!r}: its metadata has no thing_classes to check category ids against")
     keypoint_names = meta.get("keypoint_names", None)
-    records = DatasetCatalog.get(name)
     _, report = check_records(
         records, len(meta.thing_classes), len(keypoint_names) if keypoint_names else None, read_images
     )

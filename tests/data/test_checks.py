@@ -2,6 +2,7 @@
 tools/check_dataset.py): each case is an error or a counted skip, named by file and annotation."""
 
 import copy
+import json
 import math
 import re
 
@@ -9,6 +10,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 from PIL import Image
 
@@ -192,3 +194,35 @@ def test_check_dataset_tool_names_what_it_cannot_check(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         import_tool("check_dataset").main(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def coco_json(tmp_path, text: str) -> str:
+    path = tmp_path / "instances.json"
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_dataset_tool_checks_a_dataset_registered_as_detectron2_documents(tmp_path, capsys):
+    """`register_coco_instances(name, {}, json, images)`: the classes come from the json's categories,
+    filled in the metadata only when the json is loaded."""
+    image(tmp_path, size=(W, H + 5))
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [2, 2, 5, 5], "area": 25, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
+    register_coco_instances("tool_checked_coco", {}, coco_json(tmp_path, json.dumps(coco)), str(tmp_path))
+    assert import_tool("check_dataset").main(["tool_checked_coco"]) == 1
+    text = capsys.readouterr().out
+    assert "tool_checked_coco: 1 images, 1 annotations: 1 error" in text
+    assert "image is 25x30 but the record says 20x30" in text
+
+
+def test_check_dataset_tool_names_the_json_it_cannot_load(tmp_path, capsys):
+    json_file = coco_json(tmp_path, '{"images": [}')
+    register_coco_instances("tool_checked_broken_json", {}, json_file, str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        import_tool("check_dataset").main(["tool_checked_broken_json"])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"dataset 'tool_checked_broken_json' cannot be loaded from '{json_file}': JSONDecodeError" in message
