@@ -134,12 +134,14 @@ CLAIMS = [
     Claim("text", "fpn_fcn_sigmoid", "fpn_class_agnostic", "better", 0.6),
 ]
 
-# --quick: every run trains a few iterations on 128-px images and evaluates few detections on 10 val
-# images, after a backbone pretrained one epoch on the val split's crops alone; numbers mean nothing.
+# --quick: every run trains a few iterations on 128-px images of 10 val images and evaluates few
+# detections on them, after a backbone pretrained one epoch on the val split's crops alone; numbers
+# mean nothing.
 QUICK_OPTS = tuple(
     "SOLVER.MAX_ITER 6 SOLVER.STEPS (4,) SOLVER.WARMUP_ITERS 2 INPUT.MIN_SIZE_TRAIN (128,) INPUT.MAX_SIZE_TRAIN 200 "
     "INPUT.MIN_SIZE_TEST 128 INPUT.MAX_SIZE_TEST 200 TEST.DETECTIONS_PER_IMAGE 5 MODEL.RPN.POST_NMS_TOPK_TEST 20 "
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 DATALOADER.NUM_WORKERS 0 DATASETS.TEST ('synthetic_val_mini',)".split()
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0 DATALOADER.NUM_WORKERS 0 DATASETS.TRAIN ('synthetic_val_mini',) "
+    "DATASETS.TEST ('synthetic_val_mini',)".split()
 )
 PRETRAIN_EPOCHS, QUICK_PRETRAIN_EPOCHS = 16, 1
 QUICK_PRETRAIN_OPTS = ("DATASETS.TRAIN", "('synthetic_val',)")
