@@ -101,8 +101,13 @@ def restore_torch_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("local_processes, omp_num_threads", [(1, None), (2, None), (4, None), (2, "3")])
-def test_processes_of_a_machine_share_its_cores(local_processes, omp_num_threads, monkeypatch, restore_torch_threads):
+@pytest.mark.parametrize(
+    "local_processes, omp_num_threads, threads",
+    [(1, None, 5), (2, None, 3), (4, None, 1), (2, "3", 5)],  # 6 cores; the user's OMP_NUM_THREADS is kept
+)
+def test_processes_of_a_machine_share_its_cores(
+    local_processes, omp_num_threads, threads, monkeypatch, restore_torch_threads
+):
     monkeypatch.setattr(comm, "get_local_size", lambda: local_processes)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
     if omp_num_threads:
@@ -111,5 +116,4 @@ def test_processes_of_a_machine_share_its_cores(local_processes, omp_num_threads
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(5)
     share_cpu_cores()
-    expected = {(1, None): 5, (2, None): 3, (4, None): 1, (2, "3"): 5}  # the user's OMP_NUM_THREADS is kept
-    assert torch.get_num_threads() == expected[local_processes, omp_num_threads]
+    assert torch.get_num_threads() == threads
