@@ -21,6 +21,7 @@ os.environ["DETECTRON2_DATASETS"] = DATASETS_DIR
 
 from mask_rcnn_ext import build_config, get_config_file  # noqa: E402
 from mask_rcnn_ext.config_files import DEMO_CONFIG  # noqa: E402
+from mask_rcnn_ext.engine.distributed import cpu_threads_per_process  # noqa: E402
 
 from mini_datasets import SYNTHETIC_VAL_HALF  # noqa: E402
 
@@ -112,7 +113,7 @@ SHORT_MAX_ITER, SHORT_CHECKPOINT_PERIOD = 12, 6
 # per process (sums split over other thread counts round differently). A 2-process evaluation gets
 # half the cores per process (`share_cpu_cores`), so the short run and every evaluation compared
 # with it run with that many (OMP_NUM_THREADS).
-COMPARED_EVAL_THREADS = str(max(1, len(os.sched_getaffinity(0)) // 2))
+COMPARED_EVAL_THREADS = str(cpu_threads_per_process(2))
 SHORT_RUN_OPTS = (
     f"SOLVER.MAX_ITER {SHORT_MAX_ITER} SOLVER.CHECKPOINT_PERIOD {SHORT_CHECKPOINT_PERIOD} SOLVER.WARMUP_ITERS 2 "
     f"SOLVER.STEPS (9,) DATASETS.TEST ('{SYNTHETIC_VAL_MINI}',) MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0"

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT, SYNTHETIC_CONFIG, TOOLS_DIR, run_tool
+from conftest import REPO_ROOT, SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, TOOLS_DIR, run_tool
 
 pytestmark = pytest.mark.slow  # trains models in subprocesses
 
@@ -29,7 +29,7 @@ SHORT_RUN = [
     "SOLVER.WARMUP_ITERS",
     2,
     "DATASETS.TRAIN",
-    "('synthetic_val_mini',)",
+    f"('{SYNTHETIC_VAL_MINI}',)",
     "DATASETS.TEST",
     "()",
     "INPUT.MIN_SIZE_TRAIN",

@@ -41,13 +41,18 @@ def shut_down_process_group() -> None:
         dist.destroy_process_group()
 
 
+def cpu_threads_per_process(processes: int) -> int:
+    """Each of `processes` processes' share of the cores this process may run on (at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) // processes)
+
+
 def share_cpu_cores() -> None:
     """With several processes on this machine and no OMP_NUM_THREADS of the user's, give each
-    process its share of the cores this process may run on as torch's intra-op threads."""
+    process its share of the cores (`cpu_threads_per_process`) as torch's intra-op threads."""
     processes = comm.get_local_size()
     if processes <= 1 or "OMP_NUM_THREADS" in os.environ:
         return
-    threads = max(1, len(os.sched_getaffinity(0)) // processes)
+    threads = cpu_threads_per_process(processes)
     if torch.get_num_threads() != threads:
         logger.info(f"{processes} processes on this machine: {threads} torch threads each (OMP_NUM_THREADS sets them)")
         torch.set_num_threads(threads)
