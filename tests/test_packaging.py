@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -70,7 +71,10 @@ def test_a_locked_setup_installed_exactly_the_lock():
     stamp = Path(sys.prefix) / ".mask_rcnn_ext-setup"
     if not stamp.is_file() or stamp.read_text().strip() != "locked":
         pytest.skip(f"this environment was not set up from the lock by `make setup` ({stamp})")
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # the venv's own packages: setuptools, once imported (torch's cpp_extension does), puts its
+    # vendored copies on sys.path, and those are not what the set-up installed
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=site_packages)}
     wrong = {
         name: (version, installed.get(name))
         for name, (version, _) in lock_entries().items()

@@ -3,47 +3,45 @@
 
     tools/check_dataset.py NAME [NAME ...] [--no-images] [--import MODULE]
 
-For each dataset (DatasetCatalog name; `--import` a module of yours that registers it): images that
-are missing, unreadable, or of another size than recorded; annotations whose category is not one of
-the dataset's `thing_classes`, whose RLE has another size than the image, or whose keypoints are
-not 3 x len(keypoint_names) values (errors); polygons of fewer than 3 points, non-finite
-coordinates, boxes without area in the image, labelled keypoints outside it (skipped, counted).
-Each is named by image file and annotation index (docs/reliability.md says what training does
-with each). Training runs the same checks on DATASETS.TRAIN at start-up, without decoding images.
-Datasets registered with detectron2's `register_coco_instances(name, {}, json_file, image_root)`
-are checked against the classes their json declares.
+For each dataset (DatasetCatalog name; `--import` a module of yours that registers it):
+  - its COCO json as written, where it has one: ids that repeat, annotations of images or
+    categories the file does not list, empty bboxes (errors); polygons of an odd number of
+    coordinates or fewer than 3 points, which detectron2's loader drops unnamed (skipped, counted);
+  - images that are missing, unreadable, of a PIL mode training does not read (32-bit float, say;
+    16-bit gray is read: `mask_rcnn_ext/data/images.py`) or of another size than recorded (errors);
+  - annotations whose category is not one of the dataset's `thing_classes`, whose RLE has another
+    size than the image, or whose keypoints are not 3 x len(keypoint_names) values (errors);
+    non-finite coordinates, boxes without area in the image, labelled keypoints outside it
+    (skipped, counted).
+Each is named by json file and annotation id, or image file and annotation index
+(docs/reliability.md says what training does with each). Training runs the same checks on
+DATASETS.TRAIN and DATASETS.TEST at start-up, without decoding images. Datasets registered with
+detectron2's `register_coco_instances(name, {}, json_file, image_root)` are checked against the
+classes their json declares.
 Exit code 0: no errors; 1: errors; 2: a dataset that cannot be checked (not registered, its
 annotation file unreadable, no classes) or an `--import` that fails, with the dataset and file named.
 """
 
 import argparse
+import functools
 import sys
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import mask_rcnn_ext  # noqa: F401  (registers the built-in datasets)
 from mask_rcnn_ext.data.checks import check_records
+from mask_rcnn_ext.engine.dataset_checks import annotation_file_report, load_named
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 
-def load_records(name: str) -> list[dict]:
-    """The records of the registered dataset `name`. ValueError naming the dataset, and its
-    annotation file where the metadata has one, when it is not registered or cannot be loaded."""
+def check_dataset(name: str, read_images: bool):
+    """(records, CheckReport) of the registered dataset `name`: its json as written, where it has one
+    (`data.coco_json_checks`), and its records against its own metadata (read after loading:
+    detectron2's COCO loader fills thing_classes from the json's categories). ValueError naming the
+    dataset (and its file) when it is not registered, cannot be loaded or has no thing_classes."""
     if name not in DatasetCatalog.list():
         raise ValueError(f"dataset {name!r} is not registered (--import the module that registers it)")
-    try:
-        return DatasetCatalog.get(name)
-    except Exception as error:  # the loader's own errors (JSON syntax, a missing key) name no file
-        json_file = MetadataCatalog.get(name).get("json_file", None)
-        source = f" from {json_file!r}" if json_file else ""
-        raise ValueError(f"dataset {name!r} cannot be loaded{source}: {type(error).__name__}: {error}") from error
-
-
-def check_dataset(name: str, read_images: bool):
-    """(records, CheckReport) of the registered dataset `name`, against its own metadata (read after
-    loading: detectron2's COCO loader fills thing_classes from the json's categories).
-    ValueError naming the dataset when it cannot be loaded or its metadata has no thing_classes."""
-    records = load_records(name)
+    records = load_named("dataset", [name], functools.partial(DatasetCatalog.get, name))
     meta = MetadataCatalog.get(name)
     if not meta.get("thing_classes", None):
         raise ValueError(f"dataset {name!r}: its metadata has no thing_classes to check category ids against")
@@ -51,6 +49,7 @@ def check_dataset(name: str, read_images: bool):
     _, report = check_records(
         records, len(meta.thing_classes), len(keypoint_names) if keypoint_names else None, read_images
     )
+    report.extend(annotation_file_report([name]))
     return records, report
 
 

@@ -66,11 +66,14 @@ CLASS_SPECIFIC_LAYERS: dict[str, ClassSpecificLayer] = {
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The "model" state dict of a detectron2 .pth checkpoint or model-zoo .pkl, as CPU tensors."""
-    if path.endswith(".pkl"):
-        with open(path, "rb") as f:  # as detectron2 reads them (a pickle: trusted files only)
-            checkpoint = pickle.load(f, encoding="latin1")
-    else:
-        checkpoint = torch.load(path, map_location="cpu")
+    try:
+        if path.endswith(".pkl"):
+            with open(path, "rb") as f:  # as detectron2 reads them (a pickle: trusted files only)
+                checkpoint = pickle.load(f, encoding="latin1")
+        else:
+            checkpoint = torch.load(path, map_location="cpu")
+    except Exception as error:  # torch and pickle raise many types for missing, cut or foreign files
+        raise ValueError(f"{path}: cannot be read as a checkpoint: {type(error).__name__}: {error}") from error
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{path} has no 'model' state dict: not a detectron2 checkpoint or model-zoo .pkl")
     return {key: torch.as_tensor(value) for key, value in checkpoint["model"].items()}
@@ -146,10 +149,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.output.endswith(".pkl"):  # detectron2 would read it as a pickle, not a torch.save file
         parser.error("output: name it .pth (detectron2 reads .pkl files as model-zoo pickles)")
     try:
-        coco = load_state_dict(args.input)
+        coco = load_state_dict(args.input)  # its errors name the file
         cityscapes = convert_state_dict(coco, seed=args.seed)
     except ValueError as error:
-        sys.exit(f"convert_coco_to_cityscapes: {error}")
+        named = "" if args.input in str(error) else f"{args.input}: "
+        sys.exit(f"convert_coco_to_cityscapes: {named}{error}")
     print(f"{args.input} (COCO, 80 classes) -> {args.output} (Cityscapes, 8 classes):")
     _print_summary(coco, cityscapes, args.seed)
     write_atomically(args.output, lambda f: torch.save({"model": cityscapes}, f))  # never a torn file

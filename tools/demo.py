@@ -9,7 +9,8 @@ gives out/<name>.png (masks, boxes, keypoints drawn); out/predictions.json lists
 instances (COCO result format: XYWH boxes, RLE masks, keypoints; category_id is the model's
 class index, category_name its name in the test dataset's metadata).
 Unreadable inputs are reported and skipped. Exit code: 0 all inputs done, 2 some skipped,
-1 nothing to do or nothing readable. Existing files in out/ other than those written are kept.
+1 nothing to do or nothing readable (then nothing is written). Existing files in out/ other than
+those written are kept.
 """
 
 import argparse
@@ -19,14 +20,16 @@ import os
 import sys
 
 import cv2
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
+from mask_rcnn_ext.data.images import read_image
+from mask_rcnn_ext.engine.checkpoint import Checkpointer
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
@@ -68,6 +71,17 @@ def collect_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
     return paths, problems
 
 
+def load_predictor(cfg: CfgNode) -> DefaultPredictor:
+    """detectron2's DefaultPredictor for `cfg`, its MODEL.WEIGHTS loaded by our Checkpointer: a
+    missing, unreadable or unfitting file is refused with the file and the fault named."""
+    without_weights = cfg.clone()
+    without_weights.defrost()
+    without_weights.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(without_weights)
+    Checkpointer(predictor.model, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL).load(cfg.MODEL.WEIGHTS)
+    return predictor
+
+
 def output_names(paths: list[str]) -> list[str]:
     """A distinct PNG file name per input: its stem, suffixed when two inputs share a stem."""
     names, used = [], set()
@@ -88,7 +102,7 @@ def main(argv=None) -> int:
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     cfg.freeze()
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
-    predictor = DefaultPredictor(cfg)
+    predictor = load_predictor(cfg)
 
     paths, problems = collect_inputs(args.input)
     os.makedirs(args.output, exist_ok=True)
@@ -121,12 +135,13 @@ def main(argv=None) -> int:
         )
         logger.info(f"{path}: {len(instances)} instances -> {png_name}")
 
-    write_json_atomically(os.path.join(args.output, "predictions.json"), predictions)
     for problem in problems:
         logger.error(problem)
-    logger.info(f"{len(predictions)} images done, {len(problems)} problems; outputs in {args.output}")
-    if not predictions:
+    if not predictions:  # an earlier predictions.json stays
+        logger.error(f"no image could be read; nothing written to {args.output}")
         return 1
+    write_json_atomically(os.path.join(args.output, "predictions.json"), predictions)
+    logger.info(f"{len(predictions)} images done, {len(problems)} problems; outputs in {args.output}")
     return 2 if problems else 0
 
 

@@ -12,33 +12,32 @@ Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS 
 dataset); results are also written to OUTPUT_DIR/eval_results.json.
 """
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+from detectron2.engine import default_argument_parser, launch
 
 from mask_rcnn_ext import Trainer, build_config
+from mask_rcnn_ext.engine.checkpoint import Checkpointer
+from mask_rcnn_ext.engine.dataset_checks import check_test_datasets
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
+from mask_rcnn_ext.engine.run_records import RunRecords
 from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules, parse_args_importing
 
 
-def setup(args):
-    cfg = build_config(args.config_file, args.opts)
-    default_setup(cfg, args)
-    # our modules log too (the Cityscapes per-class table, the records cache), beside detectron2's
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask_rcnn_ext")
-    return cfg
-
-
 def run(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """Train, or evaluate with --eval-only. OUTPUT_DIR's earlier files stay as they are until the
+    config, the data and the weights have been accepted (`RunRecords`)."""
+    cfg = build_config(args.config_file, args.opts)
+    with RunRecords(cfg, args) as records:
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL)
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            check_test_datasets(cfg)
+            records.checks_passed(trains=False)
+            return Trainer.test(cfg, model)
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        records.checks_passed(trains=True)
+        return trainer.train()
 
 
 def parse_args(argv=None):

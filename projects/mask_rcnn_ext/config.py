@@ -14,6 +14,13 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     # or "auto": the fast one when the extension is there, else pycocotools. Same numbers.
     cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND = "auto"
 
+    # Read by every entry point that loads MODEL.WEIGHTS or a checkpoint (engine/checkpoint.py).
+    cfg.MASK_RCNN_EXT.WEIGHTS = CN()
+    # False: a checkpoint whose tensors do not fit the model (other shapes; or, where the whole model
+    # is expected, absent) is refused, naming them. True: what fits is loaded, the rest stays at its
+    # initialization, as when fine-tuning a model on another number of classes.
+    cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL = False
+
     # Read by our mask heads (FCNMaskHead, MLPMaskHead and subclasses of BaseMaskHead).
     # Class-agnostic masks are detectron2's MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK.
     cfg.MASK_RCNN_EXT.MASK_HEAD = CN()

@@ -142,9 +142,7 @@ def registered(tmp_path):
 def test_training_start_refuses_errors_and_cleans_the_rest(tmp_path, registered):
     bad = registered("test_checks_bad", [record(str(tmp_path / "gone.png"), obj())])
     cfg = build_config(SYNTHETIC_CONFIG, ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{bad}',)"])
-    with pytest.raises(
-        ValueError, match=r"DATASETS.TRAIN \['test_checks_bad'\] cannot be trained on:\n1 errors\n.*gone.png"
-    ):
+    with pytest.raises(ValueError, match=r"DATASETS.TRAIN 'test_checks_bad' cannot be used:\n1 errors\n.*gone.png"):
         checked_training_records(cfg)
     path = image(tmp_path)
     fine = registered(
@@ -225,4 +223,5 @@ def test_check_dataset_tool_names_the_json_it_cannot_load(tmp_path, capsys):
         import_tool("check_dataset").main(["tool_checked_broken_json"])
     message = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert f"dataset 'tool_checked_broken_json' cannot be loaded from '{json_file}': JSONDecodeError" in message
+    assert f"dataset 'tool_checked_broken_json' ({json_file}) cannot be loaded:" in message
+    assert f"'{json_file}' cannot be read as JSON: JSONDecodeError: Expecting value: line 1 column 13" in message

@@ -16,7 +16,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
-from mask_rcnn_ext.data import cityscapes
+from mask_rcnn_ext.data import cityscapes, record_cache
 from mask_rcnn_ext.data.cityscapes import (
     CityscapesTree,
     draw_instance_ids,
@@ -265,3 +265,95 @@ def test_detectron2s_cityscapes_datasets_are_read_as_trees_too():
     assert os.path.normpath(tree.gt_dir).endswith(os.path.join("cityscapes", "gtFine", "val")) and tree.source == "png"
     with pytest.raises(ValueError, match="'coco_2017_val' has no image_dir / gt_dir metadata"):
         tree_from_metadata("coco_2017_val")
+
+
+def copied_tree(tree, tmp_path, source="png") -> CityscapesTree:
+    """A copy of `tree`'s files under tmp_path, read from `source`."""
+    shutil.copytree(os.path.dirname(os.path.dirname(tree.image_dir)), tmp_path / "tree")
+    return CityscapesTree(
+        str(tmp_path / "tree" / "leftImg8bit" / "train"), str(tmp_path / "tree" / "gtFine" / "train"), source
+    )
+
+
+@pytest.fixture
+def no_parsing(monkeypatch):
+    """Fails a test that gets as far as parsing (the worker pool): its errors must come first."""
+
+    def parallel_map(*args, **kwargs):
+        raise AssertionError("the ground truth was parsed (in a worker pool) before it was checked")
+
+    monkeypatch.setattr(record_cache, "parallel_map", parallel_map)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"], ids=["8_bit", "rgb"])
+def test_instance_images_of_another_mode_are_refused_by_name_before_parsing(tree, tmp_path, no_parsing, mode):
+    """An 8-bit instance image would load without an instance (its ids < 1000 are no instance), an RGB
+    one failed in a worker naming no file: both are refused first, in the calling process, all listed."""
+    copied = copied_tree(tree, tmp_path)
+    images = copied.image_files()
+    wrong = [copied.gt_file(images[i]) for i in (1, 4)]
+    for gt_file in wrong:
+        ids = np.asarray(Image.open(gt_file)) % 256  # what an 8-bit save keeps
+        Image.fromarray(ids.astype(np.uint8)).convert(mode).save(gt_file)
+    expected = "expected a 16-bit single-channel instance image (mode 'I;16' or 'I')"
+    with pytest.raises(ValueError) as error:
+        load_cityscapes_instances(copied, num_workers=2)
+    message = str(error.value)
+    assert message.startswith(f"2 of the {NUM_IMAGES} Cityscapes ground-truth files under '{copied.gt_dir}' cannot")
+    for gt_file in wrong:
+        assert f"\n  '{gt_file}': PIL mode '{mode}', {expected}" in message
+    with pytest.raises(ValueError, match=re.escape(f"'{wrong[0]}': PIL mode '{mode}', {expected}")):
+        copied.instance_ids(images[1])  # what the evaluator reads
+
+
+def write_json(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+@pytest.mark.parametrize(
+    "change, fault",
+    [
+        (lambda a: "{not json", "Cannot read the polygons json"),
+        (lambda a: json.dumps({**a, "objects": None}), "objects is not a list"),
+        (
+            lambda a: json.dumps({"imgHeight": 256, "objects": []}),
+            "is not a Cityscapes polygons json: it has no ['imgWidth']",
+        ),
+        (lambda a: json.dumps({**a, "imgWidth": "512"}), "imgHeight, imgWidth (256, '512') are not positive integers"),
+        (
+            lambda a: json.dumps({**a, "objects": a["objects"] + [{"label": "spaceship", "polygon": []}]}),
+            "unknown Cityscapes label 'spaceship'",
+        ),
+        (lambda a: json.dumps({**a, "objects": a["objects"] + [{"polygon": [[1, 2]]}]}), "no label"),
+    ],
+    ids=["syntax", "objects_not_a_list", "no_width", "width_not_an_integer", "unknown_label", "no_label"],
+)
+def test_polygon_jsons_that_cannot_be_drawn_are_refused_by_name_before_parsing(
+    tree, tmp_path, no_parsing, change, fault
+):
+    copied = copied_tree(tree, tmp_path, source="json")
+    json_file = copied.gt_file(copied.image_files()[2])
+    with open(json_file) as f:
+        write_json(json_file, change(json.load(f)))
+    with pytest.raises(ValueError) as error:
+        load_cityscapes_instances(copied, num_workers=2)
+    heading, listed = str(error.value).splitlines()
+    assert heading.startswith(f"1 of the {NUM_IMAGES} Cityscapes ground-truth files")
+    assert f"'{json_file}'" in listed and fault in listed
+
+
+def test_many_faults_are_counted_past_the_first_few(tree, tmp_path, no_parsing, monkeypatch):
+    monkeypatch.setattr(cityscapes, "MAX_LISTED", 3)
+    copied = copied_tree(tree, tmp_path, source="json")
+    for image_file in copied.image_files():
+        write_json(copied.gt_file(image_file), "[]")
+    with pytest.raises(ValueError) as error:
+        load_cityscapes_instances(copied)
+    lines = str(error.value).splitlines()
+    assert lines[0].startswith(f"{NUM_IMAGES} of the {NUM_IMAGES} Cityscapes ground-truth files")
+    assert [
+        line.endswith("is not a Cityscapes polygons json: it has no ['imgHeight', 'imgWidth', 'objects']")
+        for line in lines[1:4]
+    ] == [True] * 3
+    assert lines[4:] == [f"  ... and {NUM_IMAGES - 3} more"]

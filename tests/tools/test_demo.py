@@ -13,6 +13,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_PERSON_KEYPOINT_NAMES
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
+from PIL import Image
 
 from mask_rcnn_ext.data import register_coco_keypoints
 from mask_rcnn_ext.data.synthetic import THING_CLASSES
@@ -87,6 +88,39 @@ def test_demo_exits_1_when_nothing_is_readable(short_run, datasets_env, tmp_path
         expected_exit_codes=(1,),
     )
     assert "matched no image" in (tmp_path / "stdout.log").read_text()
+
+
+def test_demo_reads_16_bit_gray_and_names_a_mode_it_does_not_read(short_run, datasets_env, tmp_path):
+    """A 16-bit grayscale PNG is drawn over its 8-bit reading (data/images.py: the high byte of each
+    value), not over white; a 32-bit float TIFF is reported with its mode, and skipped."""
+    val_image = os.path.join(datasets_env["DETECTRON2_DATASETS"], "synthetic", "synthetic_val", "000000.png")
+    gray = cv2.imread(val_image, cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(tmp_path / "gray16.png"), gray.astype(np.uint16) * 257)  # high byte: `gray`
+    Image.fromarray(gray.astype(np.float32)).save(tmp_path / "float.tif")
+    output = tmp_path / "vis"
+    run_tool(
+        "demo.py",
+        [
+            "--config-file",
+            SYNTHETIC_CONFIG,
+            "--input",
+            tmp_path / "gray16.png",
+            tmp_path / "float.tif",
+            "--output",
+            output,
+            "--opts",
+            "MODEL.WEIGHTS",
+            os.path.join(short_run, "model_final.pth"),
+        ],
+        datasets_env,
+        tmp_path / "stdout.log",
+        expected_exit_codes=(2,),  # one input skipped
+    )
+    log = (tmp_path / "stdout.log").read_text()
+    assert f"float.tif: cannot read image (ImageModeError: '{tmp_path / 'float.tif'}': PIL mode 'F'" in log
+    assert sorted(os.listdir(output)) == ["gray16.png", "predictions.json"]
+    drawn = cv2.imread(str(output / "gray16.png"))
+    assert (drawn == gray[:, :, None]).all(axis=2).mean() > 0.5  # the picture under the drawing
 
 
 def test_skeleton_of_a_custom_keypoint_set_is_drawn(tmp_path):

@@ -5,13 +5,14 @@ Each problem is either an error (the data is wrong and no fix is safe: training 
 skipped and counted (the broken part is dropped, as detectron2 drops some of it itself, and the
 rest of the image trains):
 
-  error, per image:   the image file is missing; (with read_images=True) it cannot be read, or its
-                      size differs from the record's height / width;
+  error, per image:   the image file is missing; (with read_images=True) it cannot be read, its PIL
+                      mode is not read (`data.images`: 16-bit gray is), or its size differs from the
+                      record's height / width;
   error, per object:  no bbox; category_id outside the model's classes; an RLE whose size is not
                       the image's; keypoints that are not NUM_KEYPOINTS triples;
   skipped polygon:    fewer than 3 points (the object keeps its other polygons);
   skipped object:     non-finite polygon or box coordinates; no polygon left; a box with no area
-                      inside the image;
+                      inside the image; (with mask_on) no segmentation, unless a crowd region;
   skipped keypoint:   labelled (v > 0) outside the image: it becomes unlabelled (v = 0), as
                       detectron2 treats keypoints that augmentation moves out of the image.
 
@@ -31,6 +32,8 @@ import numpy as np
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from .images import ImageModeError, read_image
+
 MAX_EXAMPLES = 5  # per kind of problem, in reports
 
 
@@ -46,6 +49,13 @@ class CheckReport:
         self.skipped[kind] += 1
         if len(self.examples[kind]) < MAX_EXAMPLES:
             self.examples[kind].append(where)
+
+    def extend(self, other: "CheckReport") -> None:
+        """Add `other`'s errors and skipped counts (with examples, up to MAX_EXAMPLES a kind)."""
+        self.errors += other.errors
+        for kind, count in other.skipped.items():
+            self.skipped[kind] += count
+            self.examples[kind] = (self.examples[kind] + other.examples[kind])[:MAX_EXAMPLES]
 
     def summary(self) -> str:
         lines = [f"{len(self.errors)} errors"] + [f"  {e}" for e in self.errors[:50]]
@@ -73,9 +83,11 @@ def _check_image(record: dict, read_images: bool, report: CheckReport) -> None:
         return
     try:
         with Image.open(path) as image:
-            image.verify()  # reads the whole file: truncated or corrupt data fails here
-        with Image.open(path) as image:
-            width, height = image.size
+            image.verify()  # reads the whole file: PNG checksums fail here
+        height, width = read_image(path).shape[:2]  # decoded as training decodes it: a truncated JPEG fails here
+    except ImageModeError as error:  # its message names the file as `_where` does
+        report.errors.append(str(error))
+        return
     except Exception as error:  # PIL raises many types for bad files
         report.errors.append(f"{_where(record)}: unreadable image ({error})")
         return
@@ -114,7 +126,13 @@ def _box_in_image(annotation: dict, height: int, width: int) -> Optional[tuple[f
 
 
 def _check_annotation(
-    annotation: dict, record: dict, index: int, num_classes: int, num_keypoints: Optional[int], report: CheckReport
+    annotation: dict,
+    record: dict,
+    index: int,
+    num_classes: int,
+    num_keypoints: Optional[int],
+    mask_on: bool,
+    report: CheckReport,
 ) -> Optional[dict]:
     """The annotation, cleaned, or None to drop it; errors go to `report`."""
     height, width, where = record["height"], record["width"], _where(record, index)
@@ -127,6 +145,10 @@ def _check_annotation(
         )
         return None
     segmentation = annotation.get("segmentation")
+    if mask_on and not segmentation and not annotation.get("iscrowd", 0):
+        # detectron2's loader leaves out an empty segmentation; its mapper then fails the batch
+        report.skip("object without a segmentation (the model predicts masks)", where)
+        return None
     if isinstance(segmentation, dict):
         size = list(segmentation.get("size", []))
         if size != [height, width]:
@@ -164,7 +186,11 @@ def _check_annotation(
 
 
 def check_records(
-    records: Sequence[dict], num_classes: int, num_keypoints: Optional[int] = None, read_images: bool = False
+    records: Sequence[dict],
+    num_classes: int,
+    num_keypoints: Optional[int] = None,
+    read_images: bool = False,
+    mask_on: bool = False,
 ) -> tuple[list[dict], CheckReport]:
     """Check dataset dicts; return cleaned copies (skipped parts removed) and the report.
 
@@ -173,6 +199,7 @@ def check_records(
         num_classes: the model's NUM_CLASSES (category_id must be in [0, num_classes)).
         num_keypoints: NUM_KEYPOINTS when the model predicts keypoints, else None (not checked).
         read_images: also decode every image (slow: the tool does it; training checks existence only).
+        mask_on: the model predicts masks: every object but crowd regions needs a segmentation.
     """
     report, cleaned = CheckReport(), []
     for record in records:
@@ -181,7 +208,9 @@ def check_records(
         if "annotations" in record:
             annotations = []
             for index, annotation in enumerate(record["annotations"]):
-                kept = _check_annotation(copy.copy(annotation), record, index, num_classes, num_keypoints, report)
+                kept = _check_annotation(
+                    copy.copy(annotation), record, index, num_classes, num_keypoints, mask_on, report
+                )
                 if kept is not None:
                     annotations.append(kept)
             record["annotations"] = annotations

@@ -14,6 +14,12 @@ license plates skipped. Either way one record holds, per region of the 8 evaluat
     covers it), so configs use `INPUT.MASK_FORMAT: bitmask`;
   * `bbox`: XYXY_ABS around those pixels, the last row/column included (x1 = last column + 1).
 
+The ground truth is checked before it is parsed, in the calling process (`check_ground_truth`),
+every offender listed by file: an instance image must be 16-bit single-channel as published (PIL
+mode "I;16", "I" in older Pillow; an 8-bit one cannot hold ids such as 26001 and would load without
+a single instance), a polygons json must parse and hold drawable objects. `*_gtFine_labelIds.png`
+is not read.
+
 Records equal those of detectron2 v0.6's `load_cityscapes_instances(..., from_json=False,
 to_polygons=False)` except that its boxes end one pixel early (x1 = last column) and it drops regions
 one pixel wide or tall (tests/data/test_cityscapes.py shows both). detectron2's own Cityscapes modules
@@ -25,6 +31,7 @@ import glob
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,8 +47,13 @@ from .record_cache import load_cached
 IMAGE_SUFFIX = "_leftImg8bit.png"
 GT_SUFFIXES = {"png": "_gtFine_instanceIds.png", "json": "_gtFine_polygons.json"}
 LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"
+# 16-bit single channel, as Pillow opens the published instance images: "I;16" (recent), "I" (older)
+INSTANCE_IMAGE_MODES = ("I;16", "I")
 EVALUATOR_TYPE = "cityscapes_instance"
-RECORDS_VERSION = "1"  # bump when records change for the same files: caches are then rebuilt
+# Bump when records change for the same files, or files once loaded are refused: caches are then rebuilt.
+# 2: ground truth checked (`check_ground_truth`); a cache of version 1 may hold records of 8-bit instance images.
+RECORDS_VERSION = "2"
+MAX_LISTED = 10  # ground-truth files named in an error; the rest counted
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,46 @@ class CityscapesTree:
             return draw_instance_ids(read_polygons(gt_file), gt_file)
         try:
             with Image.open(gt_file) as image:
+                check_instance_image_mode(image, gt_file)
                 return np.asarray(image, dtype=np.int32)
         except OSError as error:
             raise OSError(f"Cannot read the instance image '{gt_file}': {error}") from error
+
+    def check_ground_truth(self, gt_files: Sequence[str]) -> None:
+        """ValueError listing each of `gt_files` that cannot be parsed, with its fault: an instance
+        image not 16-bit single-channel (its header read: cheap), or one PIL cannot open; a polygons
+        json that does not parse or holds an object that cannot be drawn (read whole)."""
+        problems = []
+        for gt_file in gt_files:
+            try:
+                if self.source == "json":
+                    annotation = read_polygons(gt_file)
+                    for _ in _drawn_objects(annotation, gt_file):  # each object checked, nothing drawn
+                        pass
+                else:
+                    with Image.open(gt_file) as image:
+                        check_instance_image_mode(image, gt_file)
+            except ValueError as error:
+                problems.append(str(error))
+            except OSError as error:
+                problems.append(f"Cannot read the instance image '{gt_file}': {error}")
+        if problems:
+            listed = "\n  ".join(problems[:MAX_LISTED])
+            more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+            raise ValueError(
+                f"{len(problems)} of the {len(gt_files)} Cityscapes ground-truth files under '{self.gt_dir}' "
+                f"cannot be parsed:\n  {listed}{more}"
+            )
+
+
+def check_instance_image_mode(image: Image.Image, gt_file: str) -> None:
+    """ValueError naming `gt_file`, its mode and the expected ones unless the opened `image` is a
+    16-bit single-channel instance image."""
+    if image.mode not in INSTANCE_IMAGE_MODES:
+        raise ValueError(
+            f"'{gt_file}': PIL mode {image.mode!r}, expected a 16-bit single-channel instance image "
+            f"(mode {' or '.join(map(repr, INSTANCE_IMAGE_MODES))}) holding label id x 1000 + instance"
+        )
 
 
 def read_polygons(json_file: str) -> dict:
@@ -103,6 +152,11 @@ def read_polygons(json_file: str) -> dict:
     missing = [key for key in ("imgHeight", "imgWidth", "objects") if key not in annotation]
     if missing:
         raise ValueError(f"'{json_file}' is not a Cityscapes polygons json: it has no {missing}")
+    size = (annotation["imgHeight"], annotation["imgWidth"])
+    if not all(isinstance(n, int) and n > 0 for n in size) or not isinstance(annotation["objects"], list):
+        raise ValueError(
+            f"'{json_file}': imgHeight, imgWidth {size} are not positive integers or objects is not a list"
+        )
     return annotation
 
 
@@ -110,6 +164,8 @@ def _drawn_objects(annotation: dict, json_file: str):
     """(label, is_group, polygon) of each object the official tools draw, in drawing order: deleted
     objects and labels with a negative id (license plates) are skipped; "<label>group" is a group."""
     for index, obj in enumerate(annotation["objects"]):
+        if not isinstance(obj, dict) or "label" not in obj:
+            raise ValueError(f"'{json_file}', object {index}: no label in {obj!r:.80}")
         if obj.get("deleted", 0):
             continue
         name, is_group = obj["label"], False
@@ -192,7 +248,8 @@ def load_cityscapes_instances(
     tree: CityscapesTree, cache_dir: Optional[str] = None, num_workers: Optional[int] = None
 ) -> list[dict]:
     """Every image's record, parsed in `num_workers` processes (default: up to 8), or read from
-    `cache_dir` while the files are unchanged."""
+    `cache_dir` while the files are unchanged. Ground truth that cannot be parsed is refused first,
+    in this process (`CityscapesTree.check_ground_truth`)."""
     images = tree.image_files()
     sources = images if tree.gt_dir is None else [tree.gt_file(f) for f in images]
     image_dir = os.path.abspath(tree.image_dir)
@@ -205,6 +262,7 @@ def load_cityscapes_instances(
         parse=functools.partial(image_record, tree),
         version=RECORDS_VERSION,
         num_workers=num_workers,
+        check=None if tree.gt_dir is None else tree.check_ground_truth,
     )
 
 

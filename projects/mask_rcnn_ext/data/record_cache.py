@@ -38,9 +38,14 @@ def load_cached(
     parse: Callable,
     version: str,
     num_workers: Optional[int] = None,
+    check: Optional[Callable[[Sequence[str]], None]] = None,
 ) -> list:
     """`[parse(item) for item in items]`, read from `cache_dir` when it holds the result for the same
     `files` (path, size, mtime) and `version`, else computed in parallel and stored there.
+
+    `check(files)`, when given, runs before parsing (not on a cache hit: the files are those that
+    passed it), in this process: its error names the files at fault, where one raised in a worker
+    would come through the pool.
 
     The cache file is `cache_dir/<name>-<fingerprint>.pkl`, written atomically; older files of `name`
     are removed. A `cache_dir` that cannot be written is reported and the result returned uncached.
@@ -51,6 +56,8 @@ def load_cached(
         with open(path, "rb") as f:
             logger.info(f"Loading {len(items)} records from the cache {path}")
             return pickle.load(f)
+    if check is not None:
+        check(files)
     records = parallel_map(parse, items, num_workers or default_num_workers(), desc=f"parsing {name}")
     if path:
         try:

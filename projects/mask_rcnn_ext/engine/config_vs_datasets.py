@@ -10,13 +10,17 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..data.coco_keypoints import keypoint_set_errors
 from ..modeling.config_vs_heads import model_config_errors
-from .evaluators import keypoint_oks_sigmas
+from .evaluators import keypoint_oks_sigmas, use_fast_coco_eval
 
 
 def config_errors(cfg: CfgNode) -> list[str]:
     """Every inconsistency among `cfg`'s model keys and every disagreement between `cfg` and the
     metadata of its DATASETS.TRAIN/TEST, as messages."""
     errors, registered = model_config_errors(cfg), []
+    try:  # checked without test datasets too: a later --eval-only reads it
+        use_fast_coco_eval(cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND)
+    except ValueError as error:
+        errors.append(str(error))
     for key, names in (("DATASETS.TRAIN", cfg.DATASETS.TRAIN), ("DATASETS.TEST", cfg.DATASETS.TEST)):
         for name in names:
             if name not in DatasetCatalog.list():

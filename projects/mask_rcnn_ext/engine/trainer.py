@@ -1,5 +1,6 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
-training data checked first, atomic checkpoints and multi-process training on the CPU."""
+training and test data checked first, checked and atomic checkpoints and multi-process training on
+the CPU."""
 
 import logging
 import os
@@ -7,14 +8,17 @@ import weakref
 from typing import Optional
 
 from detectron2.config import CfgNode, get_cfg
+from detectron2.data import build_detection_test_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_mask_rcnn_ext_config
+from ..data.dataset_mapper import ImageModeDatasetMapper
 from ..io_utils import write_json_atomically
-from .checkpoint import AtomicCheckpointer
+from .checkpoint import Checkpointer
 from .config_vs_datasets import check_config
+from .dataset_checks import check_test_datasets
 from .distributed import share_cpu_cores, wrap_for_distributed
 from .evaluators import build_evaluator
 from .training_data import build_checked_train_loader
@@ -48,11 +52,12 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg: CfgNode):
-        """DefaultTrainer.__init__ (the same in detectron2 v0.6 and main) but for two parts: the
+        """DefaultTrainer.__init__ (the same in detectron2 v0.6 and main) but for three parts: the
         model's DistributedDataParallel wrapping is `wrap_for_distributed`'s, so that CPU processes
-        (GLOO) can train together (DefaultTrainer's refuses a CPU model), and checkpoints are
-        written atomically (`AtomicCheckpointer`), so a killed job never leaves a torn one. The
-        processes of one machine share its cores (`share_cpu_cores`)."""
+        (GLOO) can train together (DefaultTrainer's refuses a CPU model); checkpoints are written
+        atomically and read with their faults named (`Checkpointer`); DATASETS.TEST is checked
+        with the training data, before the first iteration (`check_test_datasets`). The processes
+        of one machine share its cores (`share_cpu_cores`)."""
         TrainerBase.__init__(self)
         share_cpu_cores()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger not called for d2
@@ -61,10 +66,17 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
+        check_test_datasets(cfg)
         model = wrap_for_distributed(model)
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = Checkpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL,
+            initializes_training=True,
+            trainer=weakref.proxy(self),
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -91,6 +103,12 @@ class Trainer(DefaultTrainer):
         """detectron2's loader over checked records: bad data stops training before it starts,
         and an image that fails mid-training is named (`training_data.py`)."""
         return build_checked_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        """detectron2's test loader, its images read as training reads them (`ImageModeDatasetMapper`:
+        16-bit gray by its high byte, a mode that is not read named with its file)."""
+        return build_detection_test_loader(cfg, dataset_name, mapper=ImageModeDatasetMapper(cfg, is_train=False))
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):

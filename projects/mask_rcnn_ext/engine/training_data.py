@@ -4,10 +4,11 @@ mapper whose errors name the image they happened on."""
 import logging
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.data.build import filter_images_with_only_crowd_annotations  # the same in v0.6 and main
 
-from ..data.checks import check_records
+from ..data.dataset_mapper import ImageModeDatasetMapper
+from .dataset_checks import checked_records, load_checked
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +28,21 @@ class FileNamingMapper:
 
 
 def checked_training_records(cfg: CfgNode) -> list[dict]:
-    """DATASETS.TRAIN's records as detectron2 prepares them, checked against the model's classes and
-    keypoints: ValueError listing every error (missing image files, wrong category, RLE size or
-    keypoint count), skipped parts logged with counts (see `data.checks`)."""
-    records = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN,
-        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
-        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    """DATASETS.TRAIN's records as detectron2 prepares them, checked (`dataset_checks`): their
+    loading, their annotation files as written, the config against their metadata, the records
+    against the model. ValueError listing every error; skipped parts logged with counts."""
+    names = list(cfg.DATASETS.TRAIN)
+    records = load_checked(
+        "DATASETS.TRAIN",
+        names,
+        lambda: get_detection_dataset_dicts(
+            names,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        ),
     )
-    num_keypoints = cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS if cfg.MODEL.KEYPOINT_ON else None
-    records, report = check_records(records, cfg.MODEL.ROI_HEADS.NUM_CLASSES, num_keypoints)
-    if report.errors:
-        raise ValueError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} cannot be trained on:\n{report.summary()}")
-    if report.skipped:
-        logger.warning(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)}: {report.summary()}")
+    records = checked_records(cfg, "DATASETS.TRAIN", names, records)
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:  # skipped objects may have emptied an image: filter again
         records = filter_images_with_only_crowd_annotations(records)
     return records
@@ -49,7 +50,8 @@ def checked_training_records(cfg: CfgNode) -> list[dict]:
 
 def build_checked_train_loader(cfg: CfgNode):
     """detectron2's training loader (its sampler, batching and augmentation from cfg) over
-    `checked_training_records`, mapping with a FileNamingMapper around its DatasetMapper."""
+    `checked_training_records`, mapping with a FileNamingMapper around its DatasetMapper (whose
+    images are read as `data.images` reads them: `ImageModeDatasetMapper`)."""
     return build_detection_train_loader(
-        cfg, dataset=checked_training_records(cfg), mapper=FileNamingMapper(DatasetMapper(cfg, is_train=True))
+        cfg, dataset=checked_training_records(cfg), mapper=FileNamingMapper(ImageModeDatasetMapper(cfg, is_train=True))
     )
