@@ -10,6 +10,7 @@ tmp_path, and each case stops at the start-up checks, before any iteration.
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 import traceback
@@ -41,12 +42,28 @@ class Outcome:
     text: str  # what the user sees: stdout, stderr and the error's last line(s)
 
 
+class Collected(logging.Handler):
+    """The messages of the loggers a tool logs to (their console handlers write to the stream of
+    whichever test set them up first)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def run_tool(name: str, argv: list[str], capfd) -> Outcome:
     """tools/<name>.py with `argv`, in this process, as its command line would run it: an uncaught
     exception exits 1 (its message shown), SystemExit with its code."""
     tool = import_tool(name)
     code = 0
     text = ""
+    logs = Collected()
+    loggers = [logging.getLogger(name) for name in ("mask_rcnn_ext", "detectron2", "fvcore")]
+    for logger in loggers:
+        logger.addHandler(logs)
     try:
         if name == "train_net":
             tool.main(tool.parse_args(argv))
@@ -61,8 +78,11 @@ def run_tool(name: str, argv: list[str], capfd) -> Outcome:
         cause = error.__cause__
         if cause is not None:
             text += "".join(traceback.format_exception_only(type(cause), cause))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(logs)
     captured = capfd.readouterr()
-    return Outcome(code, captured.out + captured.err + text)
+    return Outcome(code, "\n".join([captured.out, captured.err, *logs.lines, text]))
 
 
 def file_hashes(folder) -> dict[str, str]:

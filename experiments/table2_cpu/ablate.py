@@ -10,8 +10,8 @@ Steps:
      with the same number of epochs.
   2. Train and evaluate each variant with each seed through tools/train_net.py under one small
      recipe (configs/Synthetic/Ablation/), `--jobs` runs at a time, each on cores / jobs
-     threads. A run whose results exist for the same resolved config and starting weights is
-     not trained again, so an interrupted ablation resumes.
+     threads. A run whose results exist for the same resolved config, starting weights and
+     synthetic data generator is not trained again, so an interrupted ablation resumes.
   3. Write OUTPUT/table2.md (mask AP / AP50 / AP75 per variant: mean and range over seeds, the
      paper's numbers beside them, and whether each of the paper's orderings reproduces),
      OUTPUT/table2.png (bar chart) and OUTPUT/results.json.
@@ -39,6 +39,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Optional
 
 from mask_rcnn_ext import build_config, get_config_file
+from mask_rcnn_ext.data.synthetic.spec import GENERATOR_VERSION
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.plotting import png_figure
@@ -170,16 +171,18 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def run_fingerprint(command: list[str]) -> str:
-    """What a run's result depends on: its whole resolved config and the weights it starts from."""
+def run_fingerprint(command: list[str], data_version: int = GENERATOR_VERSION) -> str:
+    """What a run's result depends on: its whole resolved config, the weights it starts from and the
+    version of the synthetic data generator that made its datasets."""
     config_file, opts = command[command.index("--config-file") + 1], command[command.index("--config-file") + 2 :]
     cfg = build_config(config_file, opts)
-    return hashlib.sha256((cfg.dump() + file_sha256(cfg.MODEL.WEIGHTS)).encode()).hexdigest()
+    depends_on = cfg.dump() + file_sha256(cfg.MODEL.WEIGHTS) + f"synthetic data {data_version}"
+    return hashlib.sha256(depends_on.encode()).hexdigest()
 
 
 def train_and_evaluate(command: list[str], output_dir: str, threads: int) -> dict:
     """Run `command` (tools/train_net.py) unless `output_dir` holds the results of a run with the
-    same fingerprint (config and starting weights); returns them."""
+    same fingerprint (config, starting weights and data generator); returns them."""
     done_file = os.path.join(output_dir, "ablation_run.json")
     fingerprint = run_fingerprint(command)
     if os.path.exists(done_file):

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from experiments.table2_cpu.ablate import CLAIMS, ROWS, RUNS, Claim, claim_verdict, main, run_command, run_fingerprint
+from mask_rcnn_ext.data.synthetic.spec import GENERATOR_VERSION
 
 from conftest import CONFIGS_DIR
 
@@ -48,11 +49,12 @@ def test_a_second_run_reuses_the_finished_runs(quick_ablation):
 
 
 @pytest.mark.slow
-def test_results_are_reused_only_for_the_same_config_and_weights(quick_ablation):
+def test_results_are_reused_only_for_the_same_config_weights_and_data(quick_ablation):
     weights = str(quick_ablation / "backbone.pkl")
     command = run_command("c4_roipool", 0, "out", weights, ())
     assert run_fingerprint(command) == run_fingerprint(list(command))
     assert run_fingerprint(command) != run_fingerprint(command + ["SOLVER.BASE_LR", "0.01"])
+    assert run_fingerprint(command) != run_fingerprint(command, data_version=GENERATOR_VERSION + 1)
     assert run_fingerprint(command) != run_fingerprint(run_command("c4_roipool", 1, "out", weights, ()))
 
 
