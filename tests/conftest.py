@@ -6,9 +6,12 @@ everything structural."""
 import functools
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from dataclasses import dataclass
 
 import pytest
 
@@ -59,6 +62,55 @@ def run_tool(script: str, args, env_overrides: dict, log_path: str, expected_exi
         with open(log_path) as log:
             pytest.fail(f"tools/{script} exited {result.returncode}:\n{log.read()[-6000:]}")
     return result.returncode
+
+
+@dataclass
+class Outcome:
+    code: int
+    text: str  # what the user sees: stdout, stderr and the error's last line(s)
+
+
+class Collected(logging.Handler):
+    """The messages of the loggers a tool logs to (their console handlers write to the stream of
+    whichever test set them up first)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_tool_in_process(name: str, argv: list[str], capfd) -> Outcome:
+    """tools/<name>.py with `argv`, in this process, as its command line would run it: an uncaught
+    exception exits 1 (its message shown), SystemExit with its code."""
+    tool = import_tool(name)
+    code = 0
+    text = ""
+    logs = Collected()
+    loggers = [logging.getLogger(logger) for logger in ("mask_rcnn_ext", "detectron2", "fvcore")]
+    for logger in loggers:
+        logger.addHandler(logs)
+    try:
+        if name == "train_net":
+            tool.main(tool.parse_args(argv))
+        else:
+            code = tool.main(argv) or 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        text = "" if isinstance(exit_.code, int) or exit_.code is None else str(exit_.code)
+    except Exception as error:  # noqa: BLE001 (what Python prints for an uncaught one)
+        code = 1
+        text = "".join(traceback.format_exception_only(type(error), error))
+        cause = error.__cause__
+        if cause is not None:
+            text += "".join(traceback.format_exception_only(type(cause), cause))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(logs)
+    captured = capfd.readouterr()
+    return Outcome(code, "\n".join([captured.out, captured.err, *logs.lines, text]))
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,8 @@ tmp_path, and each case stops at the start-up checks, before any iteration.
 import copy
 import hashlib
 import json
-import logging
 import os
 import shutil
-import traceback
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -24,7 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
-from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, import_tool
+from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, import_tool, run_tool_in_process
 
 # The earlier run: the demo's model on the 10-image split at 128 px, 2 iterations, no evaluation
 TINY_RUN = [
@@ -34,55 +31,6 @@ TINY_RUN = [
 ]  # fmt: skip
 # A model of 2 classes without keypoints, for the COCO jsons built here
 TWO_CLASSES = ["MODEL.KEYPOINT_ON", "False", "MODEL.ROI_HEADS.NUM_CLASSES", "2"]
-
-
-@dataclass
-class Outcome:
-    code: int
-    text: str  # what the user sees: stdout, stderr and the error's last line(s)
-
-
-class Collected(logging.Handler):
-    """The messages of the loggers a tool logs to (their console handlers write to the stream of
-    whichever test set them up first)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def run_tool(name: str, argv: list[str], capfd) -> Outcome:
-    """tools/<name>.py with `argv`, in this process, as its command line would run it: an uncaught
-    exception exits 1 (its message shown), SystemExit with its code."""
-    tool = import_tool(name)
-    code = 0
-    text = ""
-    logs = Collected()
-    loggers = [logging.getLogger(name) for name in ("mask_rcnn_ext", "detectron2", "fvcore")]
-    for logger in loggers:
-        logger.addHandler(logs)
-    try:
-        if name == "train_net":
-            tool.main(tool.parse_args(argv))
-        else:
-            code = tool.main(argv) or 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-        text = "" if isinstance(exit_.code, int) or exit_.code is None else str(exit_.code)
-    except Exception as error:  # noqa: BLE001 (what Python prints for an uncaught one)
-        code = 1
-        text = "".join(traceback.format_exception_only(type(error), error))
-        cause = error.__cause__
-        if cause is not None:
-            text += "".join(traceback.format_exception_only(type(cause), cause))
-    finally:
-        for logger in loggers:
-            logger.removeHandler(logs)
-    captured = capfd.readouterr()
-    return Outcome(code, "\n".join([captured.out, captured.err, *logs.lines, text]))
 
 
 def file_hashes(folder) -> dict[str, str]:
@@ -217,7 +165,7 @@ TRAIN_JSON_CASES = [
 def test_train_net_refuses_a_bad_coco_json(case, data, opts, culprits, tmp_path, earlier_run, capfd):
     name, json_file = register_json(tmp_path, f"bad_inputs_{case}", data)
     before = file_hashes(earlier_run)
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net",
         [
             "--config-file",
@@ -319,7 +267,7 @@ def test_train_net_refuses_bad_weights_configs_and_arguments(
         write(earlier_run, path)
     fill = lambda text: text.format(tmp=tmp_path, path=path)  # noqa: E731
     before = file_hashes(earlier_run)
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net",
         ["--config-file", SYNTHETIC_CONFIG, *flags, *TINY_RUN, "OUTPUT_DIR", earlier_run, *map(fill, opts)],
         capfd,
@@ -335,7 +283,7 @@ def test_eval_only_refuses_a_bad_test_json_before_writing(tmp_path, earlier_run,
         tmp_path, "bad_inputs_test_json", edited(_set(["annotations", 0, "category_id"], 9))
     )
     before = file_hashes(earlier_run)
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net",
         ["--config-file", SYNTHETIC_CONFIG, "--eval-only", *TINY_RUN, *TWO_CLASSES, "DATASETS.TRAIN", "()",
          "DATASETS.TEST", f"('{name}',)", "OUTPUT_DIR", earlier_run, WEIGHTS, ""],
@@ -352,7 +300,7 @@ def test_resume_with_no_readable_checkpoint_names_them_all(tmp_path, earlier_run
     for checkpoint in run.glob("model_*.pth"):
         _truncated(earlier_run, checkpoint)
     before = file_hashes(run)
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net", ["--config-file", SYNTHETIC_CONFIG, "--resume", *TINY_RUN, "OUTPUT_DIR", str(run)], capfd
     )
     assert outcome.code == 1, outcome.text
@@ -378,7 +326,7 @@ def test_demo_refuses_weights_it_cannot_load(tmp_path, earlier_run, earlier_demo
     _truncated(earlier_run, weights)
     before = file_hashes(earlier_demo_output)
     argv = ["--config-file", SYNTHETIC_CONFIG, "--input", image, "--output", str(earlier_demo_output)]
-    outcome = run_tool("demo", [*argv, "--opts", WEIGHTS, str(weights)], capfd)
+    outcome = run_tool_in_process("demo", [*argv, "--opts", WEIGHTS, str(weights)], capfd)
     assert outcome.code == 1 and f"'{weights}' cannot be read as a checkpoint" in outcome.text, outcome.text
     assert_unchanged(earlier_demo_output, before)
 
@@ -389,7 +337,9 @@ def test_demo_with_no_readable_input_writes_nothing(tmp_path, earlier_run, earli
     before = file_hashes(earlier_demo_output)
     argv = ["--config-file", SYNTHETIC_CONFIG, "--output", str(earlier_demo_output)]
     weights = ["--opts", WEIGHTS, os.path.join(earlier_run, "model_final.pth")]
-    outcome = run_tool("demo", [*argv, "--input", str(not_an_image), str(tmp_path / "none_*.jpg"), *weights], capfd)
+    outcome = run_tool_in_process(
+        "demo", [*argv, "--input", str(not_an_image), str(tmp_path / "none_*.jpg"), *weights], capfd
+    )
     assert outcome.code == 1, outcome.text
     assert f"{not_an_image}: cannot read image" in outcome.text and "none_*.jpg: matched no image" in outcome.text
     assert_unchanged(earlier_demo_output, before)
@@ -412,7 +362,7 @@ def test_convert_coco_to_cityscapes_names_a_bad_input(case, write, suffix, culpr
     output.write_bytes(b"an earlier conversion")
     if write is not None:
         write(earlier_run, source)
-    outcome = run_tool("convert_coco_to_cityscapes", [str(source), str(output)], capfd)
+    outcome = run_tool_in_process("convert_coco_to_cityscapes", [str(source), str(output)], capfd)
     assert outcome.code == 1 and str(source) in outcome.text, outcome.text
     for culprit in culprits:
         assert culprit in outcome.text, outcome.text
@@ -420,7 +370,9 @@ def test_convert_coco_to_cityscapes_names_a_bad_input(case, write, suffix, culpr
 
 
 def test_convert_coco_to_cityscapes_refuses_a_pkl_output(tmp_path, capfd):
-    outcome = run_tool("convert_coco_to_cityscapes", [str(tmp_path / "in.pth"), str(tmp_path / "out.pkl")], capfd)
+    outcome = run_tool_in_process(
+        "convert_coco_to_cityscapes", [str(tmp_path / "in.pth"), str(tmp_path / "out.pkl")], capfd
+    )
     assert outcome.code == 2 and "name it .pth" in outcome.text, outcome.text
 
 
@@ -436,7 +388,7 @@ def test_a_failed_run_keeps_its_own_config_and_log_apart(tmp_path, earlier_run, 
         open(os.path.join(earlier_run, "config.yaml")) as b,
     ):
         assert a.read() == b.read()
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net",
         ["--config-file", SYNTHETIC_CONFIG, *TINY_RUN, "OUTPUT_DIR", earlier_run, WEIGHTS, str(tmp_path / "gone.pth")],
         capfd,
@@ -455,7 +407,7 @@ def test_resume_passes_over_a_truncated_newest_checkpoint(tmp_path, earlier_run,
     shutil.copytree(earlier_run, run)
     _truncated(earlier_run, run / "model_final.pth")  # last_checkpoint names it
     _truncated(earlier_run, run / "model_0000001.pth")
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net", ["--config-file", SYNTHETIC_CONFIG, "--resume", *TINY_RUN, "OUTPUT_DIR", str(run)], capfd
     )
     assert outcome.code == 0, outcome.text
@@ -494,7 +446,7 @@ def test_check_dataset_names_a_bad_image(case, write, culprits, tmp_path, capfd)
     image = tmp_path / name / "images" / "1.png"
     image.unlink()
     write(str(image))
-    outcome = run_tool("check_dataset", [name], capfd)
+    outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 1, outcome.text
     for culprit in culprits:
         assert culprit in outcome.text, outcome.text
@@ -513,7 +465,7 @@ def test_check_dataset_names_polygons_detectron2_drops(case, segmentation, skipp
     name, json_file = register_json(
         tmp_path, f"bad_inputs_{case}", edited(_set(["annotations", 1, "segmentation"], segmentation))
     )
-    outcome = run_tool("check_dataset", [name], capfd)
+    outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 0, outcome.text
     for kind in skipped:
         assert f"skipped 1 x {kind}" in outcome.text, outcome.text
@@ -521,10 +473,10 @@ def test_check_dataset_names_polygons_detectron2_drops(case, segmentation, skipp
 
 
 def test_check_dataset_refuses_what_it_cannot_check(tmp_path, capfd):
-    outcome = run_tool("check_dataset", ["no_such_dataset"], capfd)
+    outcome = run_tool_in_process("check_dataset", ["no_such_dataset"], capfd)
     assert outcome.code == 2 and "'no_such_dataset' is not registered" in outcome.text, outcome.text
     name, json_file = register_json(tmp_path, "bad_inputs_truncated_json", json.dumps(coco_json())[:100])
-    outcome = run_tool("check_dataset", [name], capfd)
+    outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 2 and f"'{json_file}' cannot be read as JSON" in outcome.text, outcome.text
 
 
@@ -597,12 +549,12 @@ def test_check_dataset_and_train_net_name_bad_cityscapes_ground_truth(
         name, str(tree / "leftImg8bit" / "train"), str(tree / "gtFine" / "train"), source=source
     )
     _registered.append(name)
-    outcome = run_tool("check_dataset", [name], capfd)
+    outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 2 and str(damaged) in outcome.text, outcome.text
     for culprit in culprits:
         assert culprit in outcome.text, outcome.text
     before = file_hashes(earlier_run)
-    outcome = run_tool(
+    outcome = run_tool_in_process(
         "train_net",
         ["--config-file", SYNTHETIC_CONFIG, *TINY_RUN, "MODEL.KEYPOINT_ON", "False", "MODEL.ROI_HEADS.NUM_CLASSES", "8",
          "DATASETS.TRAIN", f"('{name}',)", "OUTPUT_DIR", earlier_run],

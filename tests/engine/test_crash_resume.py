@@ -11,10 +11,11 @@ import time
 
 import pytest
 import torch
+from detectron2.modeling.meta_arch import GeneralizedRCNN
 
-from conftest import REPO_ROOT, SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, TOOLS_DIR, run_tool
+from conftest import REPO_ROOT, SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, TOOLS_DIR, run_tool_in_process
 
-pytestmark = pytest.mark.slow  # trains models in subprocesses
+pytestmark = pytest.mark.slow  # trains models (those killed in subprocesses)
 
 MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
 # The demo's model on the 10-image split at 128 px, with no loader process: what is tested is how
@@ -79,7 +80,15 @@ def assert_finished_whole(output_dir):
         assert max(json.loads(line)["iteration"] for line in f if line.strip()) == MAX_ITER - 1
 
 
-def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
+def resume(output_dir, capfd) -> None:
+    """`tools/train_net.py --resume` into `output_dir`, in this process (only a run to be killed needs
+    a process of its own)."""
+    argv = ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+    outcome = run_tool_in_process("train_net", argv, capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
+
+
+def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env, capfd):
     (tmp_path / "kill_during_save.py").write_text(KILL_DURING_SAVE)
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env, KILL_WHILE_WRITING="model_0000005.pth", PYTHONPATH=str(tmp_path))
@@ -95,18 +104,13 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env):
         assert f.read() == "model_0000002.pth"  # the newest complete checkpoint
     assert not (output_dir / "model_0000005.pth").exists()  # the torn write never took the real name
     assert [p.name for p in output_dir.glob("model_0000005.pth.partial*")]  # it stayed a temporary file
-    run_tool(
-        "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
-        datasets_env,
-        tmp_path / "resume.log",
-    )
+    resume(output_dir, capfd)
     assert "Starting training from iteration 3" in (output_dir / "log.txt").read_text()
     assert_finished_whole(output_dir)
     assert not list(output_dir.glob("*.partial*"))  # the leftover was cleared by the next write
 
 
-def test_killed_between_checkpoints(tmp_path, datasets_env):
+def test_killed_between_checkpoints(tmp_path, datasets_env, capfd):
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env)
     process = subprocess.Popen(
@@ -120,46 +124,28 @@ def test_killed_between_checkpoints(tmp_path, datasets_env):
     assert process.wait() == -signal.SIGKILL
     with open(output_dir / "last_checkpoint") as f:
         assert f.read() in ("model_0000002.pth", "model_0000005.pth")  # the newest complete one
-    run_tool(
-        "train_net.py",
-        ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", output_dir, *SHORT_RUN],
-        datasets_env,
-        tmp_path / "resume.log",
-    )
+    resume(output_dir, capfd)
     assert_finished_whole(output_dir)
 
 
-# Imported into the training process: the mask loss of the NAN_AT_STEP-th training step is NaN.
-NAN_MASK_LOSS = """
-import os
-from detectron2.modeling.meta_arch import GeneralizedRCNN
-_forward, steps = GeneralizedRCNN.forward, [0]
-def forward(self, batched_inputs):
-    losses = _forward(self, batched_inputs)
-    if self.training:
-        steps[0] += 1
-        if steps[0] == int(os.environ["NAN_AT_STEP"]):
-            losses["loss_mask"] = losses["loss_mask"] * float("nan")
-    return losses
-GeneralizedRCNN.forward = forward
-"""
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capfd):
+    """The mask loss of the 6th training step is made NaN."""
+    forward, steps = GeneralizedRCNN.forward, [0]
 
+    def nan_at_step_6(self, batched_inputs):
+        losses = forward(self, batched_inputs)
+        if self.training:
+            steps[0] += 1
+            if steps[0] == 6:
+                losses["loss_mask"] = losses["loss_mask"] * float("nan")
+        return losses
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, datasets_env):
-    (tmp_path / "nan_mask_loss.py").write_text(NAN_MASK_LOSS)
+    monkeypatch.setattr(GeneralizedRCNN, "forward", nan_at_step_6)
     output_dir = tmp_path / "run"
-    env = dict(os.environ, **datasets_env, NAN_AT_STEP="6", PYTHONPATH=str(tmp_path))
-    log = tmp_path / "train.log"
-    with open(log, "w") as out:
-        result = subprocess.run(
-            train_command(output_dir, "--import", "nan_mask_loss"),
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    text = log.read_text()
-    assert result.returncode != 0
+    argv = ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+    outcome = run_tool_in_process("train_net", argv, capfd)
+    text = outcome.text
+    assert outcome.code != 0
     # detectron2 stops at the step, names it and every loss (loss_mask: nan), before the optimizer step
     assert "Loss became infinite or NaN at iteration=5" in text, text[-3000:]
     assert re.search(r"'loss_mask': (np\.float64\()?nan", text) and "'loss_cls'" in text

@@ -13,9 +13,18 @@ from detectron2.utils import comm
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 from mask_rcnn_ext.engine.distributed import share_cpu_cores
 
-from conftest import COMPARED_EVAL_THREADS, REPO_ROOT, SHORT_RUN_OPTS, SYNTHETIC_CONFIG, coco_predictions, run_tool
+from conftest import (
+    COMPARED_EVAL_THREADS,
+    REPO_ROOT,
+    SHORT_RUN_OPTS,
+    SYNTHETIC_CONFIG,
+    SYNTHETIC_VAL_MINI,
+    coco_predictions,
+    run_tool,
+)
 
-# Each rank reports its parameters before and after 3 iterations; rank 0 compares them.
+# Each rank reports its parameters before and after 3 iterations (the demo's model on the 10-image
+# split at 128 px, no loader process); rank 0 compares them.
 TRAIN_SCRIPT = """
 import json, sys, torch
 from detectron2.engine import launch
@@ -29,7 +38,9 @@ def flat(model):
 
 def main(out):
     cfg = build_config({config!r}, ["SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()",
-                                    "SOLVER.CHECKPOINT_PERIOD", "100000", "OUTPUT_DIR", out])
+                                    "SOLVER.CHECKPOINT_PERIOD", "100000", "OUTPUT_DIR", out,
+                                    "DATASETS.TRAIN", "('{mini}',)", "INPUT.MIN_SIZE_TRAIN", "(128,)",
+                                    "INPUT.MAX_SIZE_TRAIN", "200", "DATALOADER.NUM_WORKERS", "0"])
     trainer = Trainer(cfg)
     model = trainer.model.module  # wrapped in DistributedDataParallel
     before = flat(model)
@@ -53,7 +64,7 @@ def cpu_only(datasets_env):
 @pytest.mark.slow  # trains in subprocesses
 def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
     script = tmp_path / "train_two.py"
-    script.write_text(TRAIN_SCRIPT.format(config=SYNTHETIC_CONFIG))
+    script.write_text(TRAIN_SCRIPT.format(config=SYNTHETIC_CONFIG, mini=SYNTHETIC_VAL_MINI))
     subprocess.run(
         [sys.executable, str(script), str(tmp_path)], cwd=REPO_ROOT, env=cpu_only(datasets_env), check=True, timeout=600
     )
