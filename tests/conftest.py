@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 
 import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every test, in this process or in a tool's subprocess, reads the synthetic datasets from one folder,
@@ -24,6 +25,7 @@ os.environ["DETECTRON2_DATASETS"] = DATASETS_DIR
 
 from mask_rcnn_ext import build_config, get_config_file  # noqa: E402
 from mask_rcnn_ext.config_files import DEMO_CONFIG  # noqa: E402
+from mask_rcnn_ext.data import synthetic_metadata  # noqa: E402
 from mask_rcnn_ext.engine.distributed import cpu_threads_per_process  # noqa: E402
 
 from mini_datasets import SYNTHETIC_VAL_HALF  # noqa: E402
@@ -111,6 +113,31 @@ def run_tool_in_process(name: str, argv: list[str], capfd) -> Outcome:
             logger.removeHandler(logs)
     captured = capfd.readouterr()
     return Outcome(code, "\n".join([captured.out, captured.err, *logs.lines, text]))
+
+
+@pytest.fixture
+def dataset_names() -> list[str]:
+    """Names of the datasets a test registers (it appends them): removed from detectron2's catalogs
+    after the test."""
+    names = []
+    yield names
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+@pytest.fixture
+def registered(dataset_names):
+    """`registered(name, records)` registers a dataset of the synthetic classes holding `records`
+    (for the test only) and returns its name."""
+
+    def register(name: str, records: list[dict]) -> str:
+        DatasetCatalog.register(name, lambda: records)
+        MetadataCatalog.get(name).set(**synthetic_metadata())
+        dataset_names.append(name)
+        return name
+
+    return register
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ tmp_path, and each case stops at the start-up checks, before any iteration.
 """
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -17,9 +18,13 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
+
+from mask_rcnn_ext import build_config
+from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances
+from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
+from mask_rcnn_ext.engine.training_data import checked_training_records
 
 from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, import_tool, run_tool_in_process
 
@@ -76,32 +81,24 @@ def coco_json() -> dict:
     }  # fmt: skip
 
 
-_registered = []
+@pytest.fixture
+def register_json(tmp_path, dataset_names):
+    """`register_json(name, data)` writes `data` (a dict as json, or a str as the file's text) and 2
+    images under tmp_path, registers them as detectron2 documents (`register_coco_instances(name,
+    {}, ...)`) for the test, and returns (name, json file)."""
+    return functools.partial(_register_json, tmp_path, dataset_names)
 
 
-@pytest.fixture(autouse=True)
-def unregister():
-    yield
-    while _registered:
-        name = _registered.pop()
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
-def register_json(tmp_path, name: str, data, images=True) -> tuple[str, str]:
-    """Write `data` (a dict as json, or a str as the file's text) and its images under tmp_path;
-    register it as detectron2 documents (`register_coco_instances(name, {}, ...)`).
-    Returns (dataset name, json file)."""
+def _register_json(tmp_path, dataset_names: list, name: str, data) -> tuple[str, str]:
     root = tmp_path / name
     root.mkdir()
     json_file = str(root / "annotations.json")
     with open(json_file, "w") as f:
         f.write(data if isinstance(data, str) else json.dumps(data))
-    if images:
-        for i in (1, 2):
-            write_image(root / "images" / f"{i}.png")
+    for i in (1, 2):
+        write_image(root / "images" / f"{i}.png")
     register_coco_instances(name, {}, json_file, str(root / "images"))
-    _registered.append(name)
+    dataset_names.append(name)
     return name, json_file
 
 
@@ -162,8 +159,8 @@ TRAIN_JSON_CASES = [
 
 
 @pytest.mark.parametrize("case, data, opts, culprits", TRAIN_JSON_CASES, ids=[c[0] for c in TRAIN_JSON_CASES])
-def test_train_net_refuses_a_bad_coco_json(case, data, opts, culprits, tmp_path, earlier_run, capfd):
-    name, json_file = register_json(tmp_path, f"bad_inputs_{case}", data)
+def test_train_net_refuses_a_bad_coco_json(register_json, case, data, opts, culprits, earlier_run, capfd):
+    name, json_file = register_json(f"bad_inputs_{case}", data)
     before = file_hashes(earlier_run)
     outcome = run_tool_in_process(
         "train_net",
@@ -278,10 +275,8 @@ def test_train_net_refuses_bad_weights_configs_and_arguments(
     assert_unchanged(earlier_run, before)
 
 
-def test_eval_only_refuses_a_bad_test_json_before_writing(tmp_path, earlier_run, capfd):
-    name, json_file = register_json(
-        tmp_path, "bad_inputs_test_json", edited(_set(["annotations", 0, "category_id"], 9))
-    )
+def test_eval_only_refuses_a_bad_test_json_before_writing(register_json, earlier_run, capfd):
+    name, json_file = register_json("bad_inputs_test_json", edited(_set(["annotations", 0, "category_id"], 9)))
     before = file_hashes(earlier_run)
     outcome = run_tool_in_process(
         "train_net",
@@ -441,8 +436,8 @@ IMAGE_CASES = [
 
 
 @pytest.mark.parametrize("case, write, culprits", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
-def test_check_dataset_names_a_bad_image(case, write, culprits, tmp_path, capfd):
-    name, _ = register_json(tmp_path, f"bad_inputs_image_{case}", coco_json())
+def test_check_dataset_names_a_bad_image(register_json, case, write, culprits, tmp_path, capfd):
+    name, _ = register_json(f"bad_inputs_image_{case}", coco_json())
     image = tmp_path / name / "images" / "1.png"
     image.unlink()
     write(str(image))
@@ -461,9 +456,9 @@ SKIP_CASES = [
 
 
 @pytest.mark.parametrize("case, segmentation, skipped", SKIP_CASES, ids=[c[0] for c in SKIP_CASES])
-def test_check_dataset_names_polygons_detectron2_drops(case, segmentation, skipped, tmp_path, capfd):
+def test_check_dataset_names_polygons_detectron2_drops(register_json, case, segmentation, skipped, capfd):
     name, json_file = register_json(
-        tmp_path, f"bad_inputs_{case}", edited(_set(["annotations", 1, "segmentation"], segmentation))
+        f"bad_inputs_{case}", edited(_set(["annotations", 1, "segmentation"], segmentation))
     )
     outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 0, outcome.text
@@ -472,21 +467,16 @@ def test_check_dataset_names_polygons_detectron2_drops(case, segmentation, skipp
     assert f"'{json_file}' annotation id 12 (image id 1, '1.png')" in outcome.text, outcome.text
 
 
-def test_check_dataset_refuses_what_it_cannot_check(tmp_path, capfd):
+def test_check_dataset_refuses_what_it_cannot_check(register_json, capfd):
     outcome = run_tool_in_process("check_dataset", ["no_such_dataset"], capfd)
     assert outcome.code == 2 and "'no_such_dataset' is not registered" in outcome.text, outcome.text
-    name, json_file = register_json(tmp_path, "bad_inputs_truncated_json", json.dumps(coco_json())[:100])
+    name, json_file = register_json("bad_inputs_truncated_json", json.dumps(coco_json())[:100])
     outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 2 and f"'{json_file}' cannot be read as JSON" in outcome.text, outcome.text
 
 
-def test_an_object_without_segmentation_is_skipped_by_name_for_a_mask_model(tmp_path, caplog):
-    from mask_rcnn_ext import build_config
-    from mask_rcnn_ext.engine.training_data import checked_training_records
-
-    name, _ = register_json(
-        tmp_path, "bad_inputs_no_segmentation", edited(_set(["annotations", 1, "segmentation"], []))
-    )
+def test_an_object_without_segmentation_is_skipped_by_name_for_a_mask_model(register_json, tmp_path, caplog):
+    name, _ = register_json("bad_inputs_no_segmentation", edited(_set(["annotations", 1, "segmentation"], [])))
     cfg = build_config(SYNTHETIC_CONFIG, [*TWO_CLASSES, "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"])
     records = checked_training_records(cfg)
     assert [len(r["annotations"]) for r in records] == [1, 1]
@@ -499,8 +489,6 @@ def test_an_object_without_segmentation_is_skipped_by_name_for_a_mask_model(tmp_
 
 @pytest.fixture(scope="module")
 def cityscapes_tree(tmp_path_factory):
-    from mask_rcnn_ext.data.synthetic_cityscapes import SyntheticCityscapesSpec, write_split
-
     root = tmp_path_factory.mktemp("cityscapes")
     write_split(SyntheticCityscapesSpec("train", 2, seed=5, cities=("aachen",)), str(root), num_workers=1)
     return root
@@ -536,10 +524,8 @@ CITYSCAPES_CASES = [
     "case, source, pattern, damage, culprits", CITYSCAPES_CASES, ids=[c[0] for c in CITYSCAPES_CASES]
 )
 def test_check_dataset_and_train_net_name_bad_cityscapes_ground_truth(
-    case, source, pattern, damage, culprits, cityscapes_tree, tmp_path, earlier_run, capfd
+    dataset_names, case, source, pattern, damage, culprits, cityscapes_tree, tmp_path, earlier_run, capfd
 ):
-    from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances
-
     tree = tmp_path / "tree"
     shutil.copytree(cityscapes_tree, tree)
     damaged = sorted((tree / "gtFine" / "train" / "aachen").glob(pattern))[0]
@@ -548,7 +534,7 @@ def test_check_dataset_and_train_net_name_bad_cityscapes_ground_truth(
     register_cityscapes_instances(
         name, str(tree / "leftImg8bit" / "train"), str(tree / "gtFine" / "train"), source=source
     )
-    _registered.append(name)
+    dataset_names.append(name)
     outcome = run_tool_in_process("check_dataset", [name], capfd)
     assert outcome.code == 2 and str(damaged) in outcome.text, outcome.text
     for culprit in culprits:

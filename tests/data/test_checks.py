@@ -9,13 +9,12 @@ import re
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import DatasetMapper
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 from PIL import Image
 
 from mask_rcnn_ext import build_config
-from mask_rcnn_ext.data import synthetic_metadata
 from mask_rcnn_ext.data.checks import check_records
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, checked_training_records
 
@@ -120,23 +119,6 @@ def test_skipped_parts_are_dropped_and_counted(tmp_path):
         "labelled keypoint outside the image (made unlabelled)": 1,
     }
     assert "annotation #3" in report.examples["object whose box has no area inside the image"][0]
-
-
-@pytest.fixture
-def registered(tmp_path):
-    """Registers a 1-image dataset of the synthetic classes whose records the test gives."""
-    names = []
-
-    def register(name, records):
-        DatasetCatalog.register(name, lambda: records)
-        MetadataCatalog.get(name).set(**synthetic_metadata())
-        names.append(name)
-        return name
-
-    yield register
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
 
 
 def test_training_start_refuses_errors_and_cleans_the_rest(tmp_path, registered):

@@ -8,13 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import DatasetMapper
 from detectron2.data.detection_utils import read_image as detectron2_read_image
 from detectron2.structures import BoxMode
 from PIL import Image
 
 from mask_rcnn_ext import Trainer, build_config
-from mask_rcnn_ext.data import synthetic_metadata
 from mask_rcnn_ext.data.dataset_mapper import ImageModeDatasetMapper
 from mask_rcnn_ext.data.images import DETECTRON2, HIGH_BYTE, ImageModeError, image_reading, read_image
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, build_checked_train_loader
@@ -184,23 +183,6 @@ def test_mapper_equals_detectron2s_on_ordinary_images(tmp_path, cfg, is_train, n
     for seed in range(3):  # different resizes and flips
         ours = mapped(ImageModeDatasetMapper(cfg, is_train=is_train), record(path), seed)
         assert_mapped_equal(ours, mapped(DatasetMapper(cfg, is_train=is_train), record(path), seed))
-
-
-@pytest.fixture
-def registered():
-    """Registers datasets of the synthetic classes with the records the test gives."""
-    names = []
-
-    def register(name, records):
-        DatasetCatalog.register(name, lambda: records)
-        MetadataCatalog.get(name).set(**synthetic_metadata())
-        names.append(name)
-        return name
-
-    yield register
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
 
 
 def test_16_bit_gray_is_trained_and_evaluated_on_its_8_bit_reading(tmp_path, registered):
