@@ -12,6 +12,9 @@ images, with fresh (untrained) weights, and the ratios compare ours with each re
       detectron2's "R50-FPN 1x" recipe on our components; against
     * "detectron2": detectron2's own model-zoo config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml
       with its stock components: the same work, so the ratio says what our components cost;
+    * "ours_auto": ours_d2_recipe computing in MASK_RCNN_EXT.PRECISION "auto" for training and
+      inference (bf16 and channels-last on a CPU with AMX / AVX-512 BF16, fp16 or bf16 on a GPU;
+      docs/performance.md#precision), against the same stock detectron2 model in fp32;
     * "ours_paper": configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN.yaml (the paper's RoIAlign:
       2x2 samples per bin, not pixel-aligned); against
     * "torchvision": torchvision's `maskrcnn_resnet50_fpn` built as it trains from ImageNet weights
@@ -56,6 +59,7 @@ from benchmarks.measure import median_seconds, peak_memory_MiB, timed
 from mask_rcnn_ext import build_config, get_config_file
 from mask_rcnn_ext.config_files import DEMO_CONFIG
 from mask_rcnn_ext.io_utils import write_json_atomically
+from mask_rcnn_ext.modeling.precision import resolve_precision
 
 REFERENCE_OPTS = {
     "detectron2_heads": [
@@ -78,7 +82,14 @@ REFERENCE_OPTS = {
 OURS_D2_RECIPE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_detectron2.yaml"
 OURS_PAPER = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN.yaml"
 DETECTRON2_STOCK = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"  # in detectron2's model zoo
-PEER_RATIOS = [("ours_d2_recipe", "detectron2"), ("ours_paper", "torchvision")]  # (ours, reference)
+PEER_RATIOS = [  # (ours, reference)
+    ("ours_d2_recipe", "detectron2"),
+    ("ours_auto", "detectron2"),
+    ("ours_paper", "torchvision"),
+]
+AUTO_PRECISION = ["MASK_RCNN_EXT.PRECISION.TRAIN", "auto", "MASK_RCNN_EXT.PRECISION.TEST", "auto"]
+# What "ours_auto" should cost against detectron2 where the CPU computes bf16 natively (issue #16).
+AUTO_TARGETS = {"infer_s_per_image": 0.30, "train_s_per_iter": 0.40}
 DETECTIONS_PER_IMAGE = 100
 IMAGES_PER_BATCH = 2
 
@@ -337,6 +348,7 @@ def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed:
     configs = {
         "ours_d2_recipe": build_config(get_config_file(OURS_D2_RECIPE), opts),
         "detectron2": detectron2_stock_config(opts),
+        "ours_auto": build_config(get_config_file(OURS_D2_RECIPE), opts + AUTO_PRECISION),
         "ours_paper": build_config(get_config_file(OURS_PAPER), opts),
     }
     data_opts = [
@@ -418,6 +430,14 @@ def print_group(title: str, rows: dict[str, dict[str, float]], ratios: dict[str,
         print(f"{name:<32}" + "".join(f"{ratio[k]:>21.3f}" if k in ratio else f"{'':>21}" for k in keys))
 
 
+def auto_precision_summary(device: str, ratios: dict[str, dict[str, float]]) -> str:
+    """What "auto" computed in on `device`, and its ratios to detectron2 beside the targets."""
+    resolved = [resolve_precision("auto", "auto", torch.device(device), training) for training in (True, False)]
+    measured = ratios["ours_auto/detectron2"]
+    against = ", ".join(f"{key} {measured[key]:.3f} (target <= {target})" for key, target in AUTO_TARGETS.items())
+    return f"ours_auto: training {resolved[0].describe()}; inference {resolved[1].describe()}; ratios {against}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", nargs="+", default=["peers", "synthetic"], choices=["peers", "synthetic"])
@@ -480,6 +500,9 @@ def main(argv=None) -> None:
             rows,
             ratios,
         )
+        if spec.name == "peers":
+            report["groups"]["peers"]["auto_precision"] = auto_precision_summary(args.device, ratios)
+            print(report["groups"]["peers"]["auto_precision"])
     if args.output:
         write_json_atomically(args.output, report)
 

@@ -217,3 +217,20 @@ def short_run(tmp_path_factory, datasets_env) -> str:
         os.path.join(output_dir, "stdout.log"),
     )
     return output_dir
+
+
+# How far bf16 inference may move an AP from fp32's (issue #16), on the runs the suite trains.
+BF16_AP_TOLERANCE = 0.3
+
+
+def evaluate_in_precision(run_dir: str, precision: str, output_dir: str, capfd, opts=()) -> dict:
+    """`run_dir`'s final model evaluated on its config's DATASETS.TEST (or what `opts` override) by
+    `tools/train_net.py --eval-only` in this process, with MASK_RCNN_EXT.PRECISION.TEST `precision`:
+    its eval results."""
+    argv = ["--eval-only", "--config-file", os.path.join(run_dir, "config.yaml"), *opts]
+    argv += ["MODEL.WEIGHTS", os.path.join(run_dir, "model_final.pth"), "OUTPUT_DIR", output_dir]
+    outcome = run_tool_in_process("train_net", argv + ["MASK_RCNN_EXT.PRECISION.TEST", precision], capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
+    assert f"MaskRCNN inference on cpu: {precision}" in outcome.text
+    with open(os.path.join(output_dir, "eval_results.json")) as f:
+        return json.load(f)

@@ -21,6 +21,18 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     # initialization, as when fine-tuning a model on another number of classes.
     cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL = False
 
+    # Read by the MaskRCNN meta-architecture (modeling/precision.py; docs/performance.md#precision).
+    cfg.MASK_RCNN_EXT.PRECISION = CN()
+    # The dtype training computes in: "fp32", "bf16", "fp16" (CUDA only: loss scaling) or "auto"
+    # (bf16 on a CPU with AMX / AVX-512 BF16, else fp32; bf16 or fp16 on a GPU with tensor cores).
+    # Losses, box decoding, RoI coordinates, NMS and every output stay float32.
+    cfg.MASK_RCNN_EXT.PRECISION.TRAIN = "fp32"
+    # The same for inference (evaluation, the demo, DefaultPredictor); "auto" picks fp16 on GPUs.
+    cfg.MASK_RCNN_EXT.PRECISION.TEST = "fp32"
+    # Layout of images and feature maps: "channels_last", "contiguous", or "auto": channels-last
+    # with bf16/fp16 and with "auto" on a CPU, contiguous for an explicit "fp32".
+    cfg.MASK_RCNN_EXT.PRECISION.MEMORY_FORMAT = "auto"
+
     # Read by our mask heads (FCNMaskHead, MLPMaskHead and subclasses of BaseMaskHead).
     # Class-agnostic masks are detectron2's MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK.
     cfg.MASK_RCNN_EXT.MASK_HEAD = CN()

@@ -16,6 +16,7 @@ from benchmarks.peers import (
     torchvision_maskrcnn,
 )
 from mask_rcnn_ext import build_config
+from mask_rcnn_ext.modeling.precision import resolve_precision
 
 from conftest import SYNTHETIC_CONFIG
 
@@ -37,16 +38,20 @@ def test_peers_do_the_same_work(quick_report):
     its background row), and exactly 100 detections per image each, so the ratios compare like with like."""
     peers = quick_report["groups"]["peers"]
     rows = peers["rows"]
-    assert list(rows) == ["ours_d2_recipe", "detectron2", "ours_paper", "torchvision"]
+    assert list(rows) == ["ours_d2_recipe", "detectron2", "ours_auto", "ours_paper", "torchvision"]
     stock = build_model(detectron2_stock_config(["MODEL.DEVICE", "cpu"]))
     assert rows["detectron2"]["params_M"] == rows["ours_d2_recipe"]["params_M"] == _params_millions(stock)
+    assert rows["ours_auto"]["params_M"] == rows["ours_d2_recipe"]["params_M"]
     # torchvision's box regressor and mask predictor also have a background row: 4 x (1024 + 1) and 256 + 1.
     assert round((rows["torchvision"]["params_M"] - rows["ours_paper"]["params_M"]) * 1e6) == 4 * 1025 + 257
     for name, row in rows.items():
         assert row["detections_per_image"] == 100, name
         assert row["train_s_per_iter"] > 0 and row["infer_s_per_image"] > 0
         assert row["train_peak_MiB"] > 0 and row["infer_peak_MiB"] > 0, name
-    assert set(peers["ratios"]) == {"ours_d2_recipe/detectron2", "ours_paper/torchvision"}
+    assert set(peers["ratios"]) == {"ours_d2_recipe/detectron2", "ours_auto/detectron2", "ours_paper/torchvision"}
+    auto = resolve_precision("auto", "auto", torch.device("cpu"), training=False)
+    assert f"inference {auto.describe()}" in peers["auto_precision"]  # what auto ran in, with its ratios
+    assert "infer_s_per_image" in peers["auto_precision"] and "(target <= 0.3)" in peers["auto_precision"]
     assert peers["ratios"]["ours_d2_recipe/detectron2"]["params_M"] == 1.0
     # Our components allocate what detectron2's do at inference. In training ours keep the
     # bitmask ground truth once per image, not once per sampled proposal (proposal_masks.py), and

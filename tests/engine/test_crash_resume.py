@@ -40,6 +40,7 @@ SHORT_RUN = [
     "DATALOADER.NUM_WORKERS",
     0,
 ]
+BF16_TRAINING = ("MASK_RCNN_EXT.PRECISION.TRAIN", "bf16")
 # Imported into the training process (tools/train_net.py --import): when the file it names is being
 # written, write a part of it and die as `kill -9` would.
 KILL_DURING_SAVE = """
@@ -54,7 +55,7 @@ torch.save = save
 """
 
 
-def train_command(output_dir, *extra):
+def train_command(output_dir, *extra, opts=()):
     return [
         sys.executable,
         os.path.join(TOOLS_DIR, "train_net.py"),
@@ -64,6 +65,7 @@ def train_command(output_dir, *extra):
         "OUTPUT_DIR",
         str(output_dir),
         *map(str, SHORT_RUN),
+        *opts,
     ]
 
 
@@ -80,10 +82,10 @@ def assert_finished_whole(output_dir):
         assert max(json.loads(line)["iteration"] for line in f if line.strip()) == MAX_ITER - 1
 
 
-def resume(output_dir, capfd) -> None:
+def resume(output_dir, capfd, *opts) -> None:
     """`tools/train_net.py --resume` into `output_dir`, in this process (only a run to be killed needs
-    a process of its own)."""
-    argv = ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+    a process of its own), with config overrides `opts`."""
+    argv = ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN), *opts]
     outcome = run_tool_in_process("train_net", argv, capfd)
     assert outcome.code == 0, outcome.text[-6000:]
 
@@ -111,10 +113,16 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env, capfd):
 
 
 def test_killed_between_checkpoints(tmp_path, datasets_env, capfd):
+    """In bf16 (the kill while writing, above, trains in fp32): a checkpoint holds float32 weights
+    whatever the training computes in, and the resumed run carries on in bf16."""
     output_dir = tmp_path / "run"
     env = dict(os.environ, **datasets_env)
     process = subprocess.Popen(
-        train_command(output_dir), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        train_command(output_dir, opts=BF16_TRAINING),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while not (output_dir / "model_0000005.pth").exists():  # tagged after it is complete
@@ -124,11 +132,18 @@ def test_killed_between_checkpoints(tmp_path, datasets_env, capfd):
     assert process.wait() == -signal.SIGKILL
     with open(output_dir / "last_checkpoint") as f:
         assert f.read() in ("model_0000002.pth", "model_0000005.pth")  # the newest complete one
-    resume(output_dir, capfd)
+    resume(output_dir, capfd, *BF16_TRAINING)
+    assert "MaskRCNN training on cpu: bf16" in (output_dir / "log.txt").read_text()
     assert_finished_whole(output_dir)
+    assert all(
+        v.dtype == torch.float32
+        for v in torch.load(output_dir / "model_final.pth")["model"].values()
+        if v.is_floating_point()
+    )
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capfd, precision):
     """The mask loss of the 6th training step is made NaN."""
     forward, steps = GeneralizedRCNN.forward, [0]
 
@@ -143,8 +158,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     monkeypatch.setattr(GeneralizedRCNN, "forward", nan_at_step_6)
     output_dir = tmp_path / "run"
     argv = ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
-    outcome = run_tool_in_process("train_net", argv, capfd)
+    outcome = run_tool_in_process("train_net", argv + ["MASK_RCNN_EXT.PRECISION.TRAIN", precision], capfd)
     text = outcome.text
+    assert f"MaskRCNN training on cpu: {precision}" in text
     assert outcome.code != 0
     # detectron2 stops at the step, names it and every loss (loss_mask: nan), before the optimizer step
     assert "Loss became infinite or NaN at iteration=5" in text, text[-3000:]

@@ -16,11 +16,14 @@ from mask_rcnn_ext.engine.trainer import INNER_TRAINER_KEY
 from mask_rcnn_ext.engine.training_curves import read_metrics
 
 from conftest import (
+    BF16_AP_TOLERANCE,
     SHORT_CHECKPOINT_PERIOD,
     SHORT_MAX_ITER,
     SHORT_RUN_OPTS,
     SYNTHETIC_CONFIG,
+    SYNTHETIC_VAL_MINI,
     TRAINED_MAX_ITER,
+    evaluate_in_precision,
     run_tool,
 )
 
@@ -72,6 +75,18 @@ def test_evaluation_reports_per_keypoint_diagnostics(trained_run):
     assert diagnostics["mean_error-nose"] == table["per_keypoint"][0]["mean_error"]
     assert table["detect@0.5"] > DETECT_AT_05_FLOOR, table["detect@0.5"]
     assert os.path.getsize(os.path.join(trained_run, "inference", "keypoint_diagnostics.png")) > 0
+
+
+@pytest.mark.slow
+def test_bf16_inference_scores_as_fp32_does(trained_run, tmp_path, capfd):
+    """bf16 (autocast, channels-last) moves box, mask and keypoint AP by at most BF16_AP_TOLERANCE.
+    On the 10-image split: a CPU without native bf16 emulates it (with float32 accumulation, as
+    native kernels), about 7 times slower than fp32."""
+    mini = ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
+    fp32 = evaluate_in_precision(trained_run, "fp32", str(tmp_path / "fp32"), capfd, mini)
+    bf16 = evaluate_in_precision(trained_run, "bf16", str(tmp_path / "bf16"), capfd, mini)
+    for task in ("bbox", "segm", "keypoints"):
+        assert abs(bf16[task]["AP"] - fp32[task]["AP"]) <= BF16_AP_TOLERANCE, (task, bf16[task], fp32[task])
 
 
 def test_checkpoint_holds_weights_and_state(short_run):

@@ -19,7 +19,7 @@ from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances, tree_fr
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 
-from conftest import CONFIGS_DIR, run_tool
+from conftest import BF16_AP_TOLERANCE, CONFIGS_DIR, evaluate_in_precision, run_tool
 
 CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN_demo_init.yaml")
 pytestmark = pytest.mark.slow
@@ -60,6 +60,16 @@ def test_learns_cityscapes_instances(cityscapes_run, trained_run, datasets_env):
         assert "Cityscapes instance AP of 40 images" in f.read()  # the per-class table reaches the log
     cache = os.path.join(datasets_env["DETECTRON2_DATASETS"], "synthetic_cityscapes", "cache")
     assert len(os.listdir(cache)) == 2  # train and val records, parsed once
+
+
+def test_bf16_inference_scores_as_fp32_does(cityscapes_run, tmp_path, capfd):
+    """Cityscapes, COCO mask and box AP of the 40 val images in bf16 within BF16_AP_TOLERANCE of fp32's
+    (with the model's GroupNorm layers in bf16 too, Cityscapes AP fell by 1.0)."""
+    with open(os.path.join(cityscapes_run, "eval_results.json")) as f:
+        fp32 = json.load(f)
+    bf16 = evaluate_in_precision(cityscapes_run, "bf16", str(tmp_path), capfd)
+    for task in ("cityscapes_segm", "segm", "bbox"):
+        assert abs(bf16[task]["AP"] - fp32[task]["AP"]) <= BF16_AP_TOLERANCE, (task, bf16[task], fp32[task])
 
 
 def test_trained_model_scores_equal_the_official_evaluation(cityscapes_run, datasets_env, tmp_path):

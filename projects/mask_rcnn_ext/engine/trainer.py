@@ -1,12 +1,13 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
-training and test data checked first, checked and atomic checkpoints and multi-process training on
-the CPU."""
+training and test data checked first, checked and atomic checkpoints, multi-process training on
+the CPU, and loss scaling for fp16 training (MASK_RCNN_EXT.PRECISION.TRAIN)."""
 
 import logging
 import os
 import weakref
 from typing import Optional
 
+import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
@@ -16,6 +17,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_mask_rcnn_ext_config
 from ..data.dataset_mapper import ImageModeDatasetMapper
 from ..io_utils import write_json_atomically
+from ..modeling.precision import resolve_precision
 from .checkpoint import Checkpointer
 from .config_vs_datasets import check_config
 from .dataset_checks import check_test_datasets
@@ -43,6 +45,15 @@ def build_config(config_file: str, opts=(), freeze: bool = True) -> CfgNode:
     return cfg
 
 
+def scales_loss(cfg: CfgNode) -> bool:
+    """Whether training needs detectron2's AMPTrainer, whose gradient scaler keeps fp16's small
+    gradients from vanishing: for SOLVER.AMP.ENABLED, and where MASK_RCNN_EXT.PRECISION.TRAIN
+    resolves to fp16. bf16 has float32's range and needs no scaling."""
+    node = cfg.MASK_RCNN_EXT.PRECISION
+    precision = resolve_precision(node.TRAIN, node.MEMORY_FORMAT, torch.device(cfg.MODEL.DEVICE), training=True)
+    return cfg.SOLVER.AMP.ENABLED or precision.dtype == torch.float16
+
+
 class Trainer(DefaultTrainer):
     """DefaultTrainer whose evaluators come from `evaluator_type` in each test dataset's metadata,
     and which writes every evaluation's results to OUTPUT_DIR/eval_results.json.
@@ -68,7 +79,7 @@ class Trainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg)
         check_test_datasets(cfg)
         model = wrap_for_distributed(model)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = (AMPTrainer if scales_loss(cfg) else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = Checkpointer(
             model,

@@ -1,5 +1,5 @@
 """Checks, before a model is built, that the config's keys agree with the ROI heads, poolers, mask
-and keypoint heads (and their losses) it names.
+and keypoint heads (and their losses) it names, and that its precision keys are valid.
 
 Without them a POOLER_TYPE of ours under detectron2's ROI heads fails deep inside ROIPooler
 ("Unknown pooler type"), and MASK_RCNN_EXT.MASK_HEAD.LOSS (or LOSS_WEIGHT, or
@@ -13,6 +13,7 @@ from detectron2.modeling.roi_heads import ROI_KEYPOINT_HEAD_REGISTRY, ROI_MASK_H
 from .keypoint_heads import KeypointMaskHead
 from .mask_heads import BaseMaskHead, MLPMaskHead
 from .mask_losses import MASK_LOSSES
+from .precision import precision_config_errors
 from .roi_feature_ops import ROI_FEATURE_OP_REGISTRY
 from .roi_heads import AnyPoolerRes5ROIHeads, AnyPoolerROIHeads, res5_roi_heads_config_errors
 
@@ -119,6 +120,7 @@ def model_config_errors(cfg: CfgNode) -> list[str]:
     if roi_heads_class is None:
         return [f"MODEL.ROI_HEADS.NAME='{cfg.MODEL.ROI_HEADS.NAME}' is not registered (is its module imported?)"]
     errors = _pooler_errors(cfg, roi_heads_class) + _mask_head_errors(cfg) + _keypoint_head_errors(cfg)
+    errors += precision_config_errors(cfg)
     if issubclass(roi_heads_class, AnyPoolerRes5ROIHeads):
         errors += res5_roi_heads_config_errors(cfg)
     elif cfg.MASK_RCNN_EXT.RES5_HEAD.STRIDE != 2 and issubclass(roi_heads_class, Res5ROIHeads):

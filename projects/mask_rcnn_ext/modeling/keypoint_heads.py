@@ -34,7 +34,9 @@ class BaseKeypointHead(BaseKeypointRCNNHead):
     """
 
     def forward(self, x, instances: list[Instances]):
-        logits = self.layers(x)
+        # float32 whatever precision the layers ran in (autocast): the loss's softmax and the
+        # decoding's resize and maximum are read at sub-pixel precision
+        logits = self.layers(x).float()
         if self.training:
             return {"loss_keypoint": self.loss(logits, instances) * self.loss_weight}
         self.inference(logits, instances)

@@ -66,7 +66,9 @@ class BaseMaskHead(BaseMaskRCNNHead):
         )
 
     def forward(self, x, instances: list[Instances]):
-        logits = self.layers(x)
+        # float32 whatever precision the layers ran in (autocast): the loss and read-out compare
+        # and threshold probabilities
+        logits = self.layers(x).float()
         if self.training:
             return {"loss_mask": self.loss(logits, instances) * self.loss_weight}
         self.inference(logits, instances)
