@@ -6,7 +6,7 @@ import cv2
 import pytest
 from detectron2.utils.events import EventStorage, JSONWriter
 
-from mask_rcnn_ext.engine.training_curves import plot_training_curves, read_metrics
+from mask_rcnn_ext.engine.training_curves import plot_compared_losses, plot_training_curves, read_metrics
 
 
 def _write_metrics(path, records):
@@ -60,3 +60,20 @@ def test_plot_refuses_a_file_without_training_records(tmp_path):
     _write_metrics(metrics, [{"iteration": 5, "bbox/AP": 1.0}])
     with pytest.raises(ValueError, match="no training records"):
         plot_training_curves(str(metrics), str(tmp_path / "x.png"))
+
+
+def test_compared_plot_draws_the_losses_every_run_logs(tmp_path):
+    runs = {}
+    for label, scale in (("fp32", 1.0), ("bf16", 1.1)):
+        path = tmp_path / f"{label}.json"
+        runs[label] = str(path)
+        records = [
+            {"iteration": i, "total_loss": scale / (i + 1), "loss_cls": scale, "lr": 0.02} for i in range(0, 100, 20)
+        ]
+        if label == "fp32":
+            for record in records:
+                record["loss_mask"] = 0.5  # only one run logs it: no panel
+        _write_metrics(path, records)
+    png = tmp_path / "compared.png"
+    plot_compared_losses(runs, str(png))
+    assert cv2.imread(str(png)).shape == (300, 1000, 3)  # one row: total_loss and loss_cls

@@ -76,7 +76,8 @@ def test_auto_on_gpus(monkeypatch, capability, train, test):
     for training, dtype in ((True, train), (False, test)):
         resolved = resolve_precision("auto", "auto", CUDA, training)
         assert resolved.dtype == dtype and resolved.channels_last == (dtype != torch.float32)
-    assert "WARNING" in resolve_precision("bf16", "auto", CUDA, True).reason or capability >= (8, 0)
+    explicit_bf16 = resolve_precision("bf16", "auto", CUDA, training=True)
+    assert explicit_bf16.dtype == torch.bfloat16 and ("WARNING" in explicit_bf16.reason) == (capability < (8, 0))
 
 
 def test_fp16_training_scales_the_loss(monkeypatch):

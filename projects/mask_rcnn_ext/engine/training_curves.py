@@ -45,3 +45,35 @@ def plot_training_curves(metrics_json: str, png_path: str) -> None:
         ax_lr.set_xlabel("iteration")
         ax_lr.grid(alpha=0.3)
         fig.suptitle(metrics_json)
+
+
+def plot_compared_losses(runs: dict[str, str], png_path: str) -> None:
+    """Save a figure with one panel per loss that every run logs (log scale), each run a line
+    labelled by its key in `runs` ({label: metrics.json}): e.g. the same config in fp32 and bf16."""
+    records = {label: read_metrics(path) for label, path in runs.items()}
+    for label, run_records in records.items():
+        if not run_records:
+            raise ValueError(f"{runs[label]} holds no training records (iteration + total_loss)")
+    keys = set.intersection(
+        *({k for r in rs for k in r if k == "total_loss" or k.startswith("loss_")} for rs in records.values())
+    )
+    keys = ["total_loss"] + sorted(keys - {"total_loss"})
+    columns = 2
+    rows = -(-len(keys) // columns)
+    with png_figure(png_path, (5 * columns, 3 * rows), nrows=rows, ncols=columns, sharex=True, squeeze=False) as (
+        fig,
+        axes,
+    ):
+        for ax, key in zip(axes.flat, keys):
+            for label, run_records in records.items():
+                ax.plot(
+                    [r["iteration"] for r in run_records], [r.get(key, float("nan")) for r in run_records], label=label
+                )
+            ax.set_title(key, fontsize=10)
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        for ax in axes.flat[len(keys) :]:
+            ax.set_visible(False)
+        axes.flat[0].legend(fontsize=8)
+        for ax in axes[-1]:
+            ax.set_xlabel("iteration")
