@@ -12,7 +12,7 @@ from mask_rcnn_ext import build_config
 from mask_rcnn_ext.engine.trainer import scales_loss
 from mask_rcnn_ext.modeling import precision
 from mask_rcnn_ext.modeling.meta_arch import FLOAT32_LAYERS
-from mask_rcnn_ext.modeling.precision import precision_config_errors, resolve_precision
+from mask_rcnn_ext.modeling.precision import Float32Island, precision_config_errors, resolve_precision
 
 from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI
 
@@ -113,6 +113,18 @@ def test_the_default_is_fp32_and_passes():
     cfg = build_config(SYNTHETIC_CONFIG)
     assert (cfg.MASK_RCNN_EXT.PRECISION.TRAIN, cfg.MASK_RCNN_EXT.PRECISION.TEST) == ("fp32", "fp32")
     assert precision_config_errors(cfg) == []
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_a_float32_island_computes_in_float32_under_autocast_only(affine):
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(2, 4, affine=affine)
+    Float32Island.attach(norm)
+    x = torch.randn(1, 4, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = norm(x.bfloat16())
+    assert inside.dtype == torch.float32 and torch.equal(inside, norm(x.bfloat16().float()))
+    assert norm(x.bfloat16()).dtype == torch.bfloat16  # no autocast: the hooks leave it alone
 
 
 @pytest.fixture(scope="module")

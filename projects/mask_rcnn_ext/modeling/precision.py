@@ -154,8 +154,10 @@ class Float32Island:
         module.register_forward_hook(island._exit, always_call=True)
 
     def _enter(self, module: torch.nn.Module, args: tuple) -> Optional[tuple]:
-        device_type = next(a for a in args if isinstance(a, torch.Tensor)).device.type
-        if not torch.is_autocast_enabled(device_type):
+        # the device of the inputs: a module may have no parameters (GroupNorm without affine weights)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        device_type = tensors[0].device.type if tensors else None
+        if device_type is None or not torch.is_autocast_enabled(device_type):
             self._contexts.append(None)
             return None
         context = torch.autocast(device_type, enabled=False)
