@@ -92,6 +92,7 @@ AUTO_PRECISION = ["MASK_RCNN_EXT.PRECISION.TRAIN", "auto", "MASK_RCNN_EXT.PRECIS
 AUTO_TARGETS = {"infer_s_per_image": 0.30, "train_s_per_iter": 0.40}
 DETECTIONS_PER_IMAGE = 100
 IMAGES_PER_BATCH = 2
+QUICK_PEER_SIZES = (192, 320)  # shorter side, longest side
 
 
 @dataclasses.dataclass
@@ -310,7 +311,7 @@ def first_inputs(cfg: CfgNode, count: int):
     return train_batches, [batch[0] for batch in itertools.islice(test_loader, count)]
 
 
-def group_opts(device: str, seed: int) -> list[str]:
+def group_opts(device: str, seed: int, images_per_batch: int) -> list[str]:
     """Config overrides every model of both groups shares."""
     return [
         "MODEL.DEVICE",
@@ -320,14 +321,15 @@ def group_opts(device: str, seed: int) -> list[str]:
         "SEED",
         str(seed),
         "SOLVER.IMS_PER_BATCH",
-        str(IMAGES_PER_BATCH),
+        str(images_per_batch),
     ]
 
 
-def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed: int) -> list[Contender]:
+def peer_contenders(spec: "GroupSpec") -> list[Contender]:
     """The peers group: COCO's 80 classes; every model's inputs are the synthetic set (7 classes)
-    resized to `min_size`/`max_size`."""
-    opts = group_opts(device, seed) + [
+    resized to the spec's `min_size`/`max_size`."""
+    iters, device, min_size, max_size = spec.iters, spec.device, spec.min_size, spec.max_size
+    opts = group_opts(device, spec.seed, spec.images_per_batch) + [
         "DATASETS.TRAIN",
         "()",
         "DATASETS.TEST",
@@ -363,7 +365,7 @@ def peer_contenders(iters: int, device: str, min_size: int, max_size: int, seed:
     ]
     train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), iters)
     contenders = [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
-    contenders.append(torchvision_contender(seed, configs["ours_paper"], train_batches, test_images, device))
+    contenders.append(torchvision_contender(spec.seed, configs["ours_paper"], train_batches, test_images, device))
     return contenders
 
 
@@ -375,19 +377,18 @@ def detectron2_stock_config(opts: list[str]) -> CfgNode:
     return cfg
 
 
-def synthetic_contenders(
-    config_file: str, iters: int, device: str, seed: int, extra_opts: list[str]
-) -> list[Contender]:
-    """The synthetic group: `config_file` with `extra_opts` as "ours", and with each of REFERENCE_OPTS
-    on top, on the first `iters` inputs of its datasets."""
-    opts = group_opts(device, seed) + list(extra_opts)
+def synthetic_contenders(spec: "GroupSpec") -> list[Contender]:
+    """The synthetic group: the spec's `config_file` with its `opts` as "ours", and with each of
+    REFERENCE_OPTS on top, on the first `iters` inputs of its datasets."""
+    config_file = spec.config_file
+    opts = group_opts(spec.device, spec.seed, spec.images_per_batch) + list(spec.opts)
     configs = {"ours": build_config(config_file, opts)}
     if not configs["ours"].DATASETS.TEST:
         raise ValueError(
             f"{os.path.relpath(config_file)}: DATASETS.TEST is empty; inference is timed on its first dataset"
         )
     configs.update({name: build_config(config_file, opts + extra) for name, extra in REFERENCE_OPTS.items()})
-    train_batches, test_images = first_inputs(configs["ours"], iters)
+    train_batches, test_images = first_inputs(configs["ours"], spec.iters)
     return [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
 
 
@@ -404,13 +405,12 @@ class GroupSpec:
     config_file: str = get_config_file(DEMO_CONFIG)  # synthetic: the config and its overrides
     opts: tuple[str, ...] = ()
     timed_rounds: bool = True  # False (--quick): the seconds are those of the steps profiled for memory
+    images_per_batch: int = IMAGES_PER_BATCH
 
 
 def build_group(spec: GroupSpec) -> list[Contender]:
     """The contenders of the group `spec` names, with their inputs."""
-    if spec.name == "peers":
-        return peer_contenders(spec.iters, spec.device, spec.min_size, spec.max_size, spec.seed)
-    return synthetic_contenders(spec.config_file, spec.iters, spec.device, spec.seed, list(spec.opts))
+    return peer_contenders(spec) if spec.name == "peers" else synthetic_contenders(spec)
 
 
 def ratio_rows(rows: dict[str, dict[str, float]], pairs: list) -> dict[str, dict[str, float]]:
@@ -448,7 +448,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="for CI: peers at shorter side 256, seconds of the steps profiled for memory: checks, not figures",
+        help="for CI: peers at shorter side 192, 1 image per training step, seconds of the steps profiled "
+        "for memory: checks, not figures",
     )
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
@@ -460,7 +461,10 @@ def main(argv=None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
     setup_logger(name="mask_rcnn_ext")
-    min_size, max_size = (256, 427) if args.quick else (800, 1333)
+    # --quick: the peers at a size and batch where the heads, not the backbone, cost most; the
+    # memory ratios hold there too (tests/benchmarks/test_bench_peers.py)
+    min_size, max_size = QUICK_PEER_SIZES if args.quick else (800, 1333)
+    images_per_batch = 1 if args.quick else IMAGES_PER_BATCH
     specs = [
         GroupSpec(
             name,
@@ -472,6 +476,7 @@ def main(argv=None) -> None:
             args.config_file,
             tuple(args.opts),
             timed_rounds=not args.quick,
+            images_per_batch=images_per_batch,
         )
         for name in ("peers", "synthetic")
         if name in args.groups
@@ -485,7 +490,7 @@ def main(argv=None) -> None:
         contenders = {spec.name: build_group(spec) for spec in reversed(specs)}
     except ValueError as error:
         parser.error(str(error))
-    report = {"device": args.device, "iters": args.iters, "images_per_batch": IMAGES_PER_BATCH, "groups": {}}
+    report = {"device": args.device, "iters": args.iters, "images_per_batch": images_per_batch, "groups": {}}
     for spec in specs:
         rows = measure_group(spec, contenders[spec.name])
         ratios = ratio_rows(rows, pairs[spec.name])
@@ -493,7 +498,7 @@ def main(argv=None) -> None:
         timing = (
             "seconds of the steps profiled for memory (--quick)"
             if args.quick
-            else f"{args.iters} training iterations (batch {IMAGES_PER_BATCH}) and {args.iters} test images, medians"
+            else f"{args.iters} training iterations (batch {images_per_batch}) and {args.iters} test images, medians"
         )
         print_group(
             f"{titles[spec.name]} on {args.device}: {timing}",

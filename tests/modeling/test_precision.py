@@ -185,15 +185,19 @@ class DtypeRecorder:
     def _boxes_hook(self, name):
         def hook(module, inputs):
             self.seen[name] = {boxes.tensor.dtype for boxes in inputs[1]}
+            self.seen[f"{name}_features"] = {(f.dtype, f.is_contiguous()) for f in inputs[0]}
 
         return hook
 
 
 def assert_computed_in_bf16(seen: dict) -> None:
-    """Convolutions and fc layers ran in bf16; GroupNorm took their bf16 output and normalised in float32."""
+    """Convolutions and fc layers ran in bf16; GroupNorm took their bf16 output and normalised in float32;
+    the poolers read the bf16 channels-last features as float32 contiguous copies."""
     for name in BF16_LAYERS:
         assert seen[name] == {torch.bfloat16}, name
     assert seen["group_norm_input"] == {torch.bfloat16} and seen["group_norm_output"] == {torch.float32}
+    for pooler in ("box_pooler", "mask_pooler", "keypoint_pooler"):
+        assert seen[f"{pooler}_features"] == {(torch.float32, True)}, pooler
 
 
 def test_bf16_inference_decodes_and_returns_float32(bf16_cfg, batch, monkeypatch):

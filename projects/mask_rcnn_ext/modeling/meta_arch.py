@@ -19,6 +19,11 @@ In bf16 or fp16 the networks run under autocast, and what reads their results is
   after the autocast region ends.
 RoI feature ops sample in float32 at least: torchvision's RoIAlign / RoIPool cast under autocast,
 ours (`roi_feature_ops.py`) sample in float32 whatever the features' dtype.
+
+In bf16, fp16 or channels-last, the ROI heads get the features in float32 and torch's contiguous
+layout, one copy per level (`features_for_pooling`): RoIAlign's kernels read that layout, and
+each pooler (box, mask, keypoint) would otherwise cast and transpose every level again, and
+transposing P2 is one of the larger copies of an inference (docs/performance.md#precision).
 """
 
 import logging
@@ -43,6 +48,12 @@ FLOAT32_LAYERS = (
     "roi_heads.mask_head.predictor",
     "roi_heads.keypoint_head.score_lowres",
 )
+
+
+def features_for_pooling(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`features` ({name: (N, C, H, W)}) in float32 and the contiguous layout, what RoI feature
+    ops read; one copy per level that is not already (a cast and a transpose at once)."""
+    return {name: f.to(dtype=torch.float32, memory_format=torch.contiguous_format) for name, f in features.items()}
 
 
 def instances_to_float32(instances: Instances) -> Instances:
@@ -75,6 +86,7 @@ class MaskRCNN(GeneralizedRCNN):
         for name, module in modules.items():
             if name in FLOAT32_LAYERS or isinstance(module, torch.nn.GroupNorm):
                 Float32Island.attach(module)
+        self.roi_heads.register_forward_pre_hook(self._convert_roi_heads_features)
 
     @classmethod
     def from_config(cls, cfg):
@@ -94,6 +106,15 @@ class MaskRCNN(GeneralizedRCNN):
             logger.info(f"MaskRCNN {'training' if training else 'inference'} on {self.device}: {resolved.describe()}")
             self._resolved[key] = resolved
         return self._resolved[key]
+
+    def _convert_roi_heads_features(self, roi_heads: torch.nn.Module, args: tuple) -> Optional[tuple]:
+        """Forward pre-hook of the ROI heads, called as `roi_heads(images, features, proposals,
+        targets)`: the features for pooling, unless the precision computes detectron2's way."""
+        precision = self.precision(self.training)
+        if len(args) < 2 or (precision.dtype == torch.float32 and not precision.channels_last):
+            return None
+        images, features, *rest = args
+        return (images, features_for_pooling(features), *rest)
 
     def forward(self, batched_inputs: list[dict[str, torch.Tensor]]):
         """GeneralizedRCNN.forward, under the precision of the model's mode; losses in float32."""
