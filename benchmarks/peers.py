@@ -93,6 +93,7 @@ AUTO_TARGETS = {"infer_s_per_image": 0.30, "train_s_per_iter": 0.40}
 DETECTIONS_PER_IMAGE = 100
 IMAGES_PER_BATCH = 2
 QUICK_PEER_SIZES = (192, 320)  # shorter side, longest side
+QUICK_IMAGES_PER_BATCH = 1
 
 
 @dataclasses.dataclass
@@ -328,7 +329,7 @@ def group_opts(device: str, seed: int, images_per_batch: int) -> list[str]:
 def peer_contenders(spec: "GroupSpec") -> list[Contender]:
     """The peers group: COCO's 80 classes; every model's inputs are the synthetic set (7 classes)
     resized to the spec's `min_size`/`max_size`."""
-    iters, device, min_size, max_size = spec.iters, spec.device, spec.min_size, spec.max_size
+    device, min_size, max_size = spec.device, spec.min_size, spec.max_size
     opts = group_opts(device, spec.seed, spec.images_per_batch) + [
         "DATASETS.TRAIN",
         "()",
@@ -363,7 +364,7 @@ def peer_contenders(spec: "GroupSpec") -> list[Contender]:
         "INPUT.MASK_FORMAT",
         "bitmask",  # the synthetic masks are RLE
     ]
-    train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), iters)
+    train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), spec.iters)
     contenders = [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
     contenders.append(torchvision_contender(spec.seed, configs["ours_paper"], train_batches, test_images, device))
     return contenders
@@ -464,7 +465,7 @@ def main(argv=None) -> None:
     # --quick: the peers at a size and batch where the heads, not the backbone, cost most; the
     # memory ratios hold there too (tests/benchmarks/test_bench_peers.py)
     min_size, max_size = QUICK_PEER_SIZES if args.quick else (800, 1333)
-    images_per_batch = 1 if args.quick else IMAGES_PER_BATCH
+    images_per_batch = QUICK_IMAGES_PER_BATCH if args.quick else IMAGES_PER_BATCH
     specs = [
         GroupSpec(
             name,

@@ -8,6 +8,8 @@ from detectron2.utils.events import EventStorage, JSONWriter
 
 from mask_rcnn_ext.engine.training_curves import plot_compared_losses, plot_training_curves, read_metrics
 
+from conftest import run_tool_in_process
+
 
 def _write_metrics(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -77,3 +79,23 @@ def test_compared_plot_draws_the_losses_every_run_logs(tmp_path):
     png = tmp_path / "compared.png"
     plot_compared_losses(runs, str(png))
     assert cv2.imread(str(png)).shape == (300, 1000, 3)  # one row: total_loss and loss_cls
+
+
+def test_plot_metrics_tool_compares_runs_and_names_what_it_refuses(tmp_path, capfd):
+    """tools/plot_metrics.py: labelled runs draw the compared figure; a label given twice (one run would
+    hide the other) and a file without training records stop with exit code 2, naming them, drawing nothing."""
+    good = tmp_path / "good.json"
+    _write_metrics(good, [{"iteration": i, "total_loss": 1.0 / (i + 1)} for i in range(3)])
+    empty = tmp_path / "empty.json"
+    _write_metrics(empty, [{"iteration": 5, "bbox/AP": 1.0}])
+    png = tmp_path / "compared.png"
+    assert run_tool_in_process("plot_metrics", [f"fp32={good}", f"bf16={good}", str(png)], capfd).code == 0
+    assert cv2.imread(str(png)).shape == (300, 1000, 3)
+    png.unlink()
+    for argv, named in (
+        ([f"fp32={good}", f"fp32={good}", str(png)], "each run needs its own label"),
+        ([f"fp32={good}", f"bf16={empty}", str(png)], f"{empty} holds no training records"),
+    ):
+        outcome = run_tool_in_process("plot_metrics", argv, capfd)
+        assert outcome.code == 2 and named in outcome.text, argv
+        assert not png.exists()

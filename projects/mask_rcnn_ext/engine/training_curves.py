@@ -21,11 +21,17 @@ def read_metrics(metrics_json: str) -> list[dict]:
     return [by_iteration[i] for i in sorted(by_iteration)]
 
 
-def plot_training_curves(metrics_json: str, png_path: str) -> None:
-    """Save a figure of every `loss_*`/`total_loss` (log scale) and of `lr` against iteration."""
+def training_records(metrics_json: str) -> list[dict]:
+    """`read_metrics`, refusing a file without a training record: there is nothing to plot."""
     records = read_metrics(metrics_json)
     if not records:
         raise ValueError(f"{metrics_json} holds no training records (iteration + total_loss)")
+    return records
+
+
+def plot_training_curves(metrics_json: str, png_path: str) -> None:
+    """Save a figure of every `loss_*`/`total_loss` (log scale) and of `lr` against iteration."""
+    records = training_records(metrics_json)
     iterations = [r["iteration"] for r in records]
     loss_keys = sorted({k for r in records for k in r if k == "total_loss" or k.startswith("loss_")})
     with png_figure(png_path, (8, 7), nrows=2, sharex=True, height_ratios=(3, 1)) as (fig, (ax_loss, ax_lr)):
@@ -50,10 +56,7 @@ def plot_training_curves(metrics_json: str, png_path: str) -> None:
 def plot_compared_losses(runs: dict[str, str], png_path: str) -> None:
     """Save a figure with one panel per loss that every run logs (log scale), each run a line
     labelled by its key in `runs` ({label: metrics.json}): e.g. the same config in fp32 and bf16."""
-    records = {label: read_metrics(path) for label, path in runs.items()}
-    for label, run_records in records.items():
-        if not run_records:
-            raise ValueError(f"{runs[label]} holds no training records (iteration + total_loss)")
+    records = {label: training_records(path) for label, path in runs.items()}
     keys = set.intersection(
         *({k for r in rs for k in r if k == "total_loss" or k.startswith("loss_")} for rs in records.values())
     )
