@@ -328,7 +328,7 @@ def group_opts(device: str, seed: int, images_per_batch: int) -> list[str]:
 
 def peer_contenders(spec: "GroupSpec") -> list[Contender]:
     """The peers group: COCO's 80 classes; every model's inputs are the synthetic set (7 classes)
-    resized to the spec's `min_size`/`max_size`."""
+    resized to the spec's `min_size`/`max_size`. ours_paper and torchvision only with `spec.paper_pair`."""
     device, min_size, max_size = spec.device, spec.min_size, spec.max_size
     opts = group_opts(device, spec.seed, spec.images_per_batch) + [
         "DATASETS.TRAIN",
@@ -352,8 +352,9 @@ def peer_contenders(spec: "GroupSpec") -> list[Contender]:
         "ours_d2_recipe": build_config(get_config_file(OURS_D2_RECIPE), opts),
         "detectron2": detectron2_stock_config(opts),
         "ours_auto": build_config(get_config_file(OURS_D2_RECIPE), opts + AUTO_PRECISION),
-        "ours_paper": build_config(get_config_file(OURS_PAPER), opts),
     }
+    if spec.paper_pair:
+        configs["ours_paper"] = build_config(get_config_file(OURS_PAPER), opts)
     data_opts = [
         "DATASETS.TRAIN",
         "('synthetic_train',)",
@@ -366,7 +367,8 @@ def peer_contenders(spec: "GroupSpec") -> list[Contender]:
     ]
     train_batches, test_images = first_inputs(build_config(get_config_file(OURS_PAPER), opts + data_opts), spec.iters)
     contenders = [detectron2_contender(name, cfg, train_batches, test_images) for name, cfg in configs.items()]
-    contenders.append(torchvision_contender(spec.seed, configs["ours_paper"], train_batches, test_images, device))
+    if spec.paper_pair:
+        contenders.append(torchvision_contender(spec.seed, configs["ours_paper"], train_batches, test_images, device))
     return contenders
 
 
@@ -407,6 +409,7 @@ class GroupSpec:
     opts: tuple[str, ...] = ()
     timed_rounds: bool = True  # False (--quick): the seconds are those of the steps profiled for memory
     images_per_batch: int = IMAGES_PER_BATCH
+    paper_pair: bool = True  # peers: ours_paper and torchvision too (False: --quick)
 
 
 def build_group(spec: GroupSpec) -> list[Contender]:
@@ -415,9 +418,12 @@ def build_group(spec: GroupSpec) -> list[Contender]:
 
 
 def ratio_rows(rows: dict[str, dict[str, float]], pairs: list) -> dict[str, dict[str, float]]:
-    """{"ours/ref": {key: ours' value / ref's}} for each (ours, ref) pair; keys where ref's is 0 are left out."""
+    """{"ours/ref": {key: ours' value / ref's}} for each (ours, ref) pair of measured rows; keys where
+    ref's is 0 are left out."""
     return {
-        f"{ours}/{ref}": {k: rows[ours][k] / rows[ref][k] for k in rows[ours] if rows[ref][k]} for ours, ref in pairs
+        f"{ours}/{ref}": {k: rows[ours][k] / rows[ref][k] for k in rows[ours] if rows[ref][k]}
+        for ours, ref in pairs
+        if ours in rows and ref in rows
     }
 
 
@@ -449,8 +455,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="for CI: peers at shorter side 192, 1 image per training step, seconds of the steps profiled "
-        "for memory: checks, not figures",
+        help="for CI: peers at shorter side 192 without ours_paper and torchvision, 1 image per training "
+        "step, seconds of the steps profiled for memory: checks, not figures",
     )
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="synthetic group config overrides: KEY VALUE ...")
@@ -478,6 +484,7 @@ def main(argv=None) -> None:
             tuple(args.opts),
             timed_rounds=not args.quick,
             images_per_batch=images_per_batch,
+            paper_pair=not args.quick,
         )
         for name in ("peers", "synthetic")
         if name in args.groups
