@@ -79,6 +79,7 @@ def test_synthetic_group_compares_our_heads_and_narrow_backbone(quick_report):
     assert 0.25 < ratios["ours/detectron2_backbone"]["params_M"] < 0.4
 
 
+@pytest.mark.slow
 def test_papers_recipe_and_torchvision_do_the_same_work():
     """The pair the full benchmark adds to --quick's: torchvision's model has ours_paper's parameters
     and a background row (box regressor 4 x (1024 + 1), mask predictor 256 + 1), and both train a
