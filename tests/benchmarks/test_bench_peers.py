@@ -8,6 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from benchmarks.peers import (
+    PEER_RATIOS,
     REFERENCE_OPTS,
     GroupSpec,
     Runner,
@@ -87,6 +88,8 @@ def test_papers_recipe_and_torchvision_do_the_same_work():
     spec = GroupSpec("peers", iters=1, device="cpu", seed=0, min_size=128, max_size=192, images_per_batch=1)
     contenders = {c.name: c for c in peer_contenders(spec)}
     assert list(contenders) == ["ours_d2_recipe", "detectron2", "ours_auto", "ours_paper", "torchvision"]
+    # the full run has a row for both sides of every ratio (ratio_rows leaves out pairs not measured)
+    assert {name for pair in PEER_RATIOS for name in pair} == set(contenders)
     params = {}
     for name in ("ours_paper", "torchvision"):
         runner = Runner(contenders[name])
