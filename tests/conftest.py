@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,6 +198,26 @@ SHORT_RUN_OPTS = (
     f"SOLVER.MAX_ITER {SHORT_MAX_ITER} SOLVER.CHECKPOINT_PERIOD {SHORT_CHECKPOINT_PERIOD} SOLVER.WARMUP_ITERS 2 "
     f"SOLVER.STEPS (9,) DATASETS.TEST ('{SYNTHETIC_VAL_MINI}',) MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0"
 ).split()
+
+
+# The killed run: the demo's model on the 10-image split at 128 px with no loader process, killed and
+# resumed (tests/engine/test_crash_resume.py, test_distributed.py): what is tested is how runs stop
+# and resume, and each training process starts and steps in seconds. Checkpoints model_0000002,
+# _0000005, _0000008 and model_final.
+KILLED_RUN_MAX_ITER, KILLED_RUN_CHECKPOINT_PERIOD = 9, 3
+KILLED_RUN_OPTS = (
+    f"SOLVER.MAX_ITER {KILLED_RUN_MAX_ITER} SOLVER.CHECKPOINT_PERIOD {KILLED_RUN_CHECKPOINT_PERIOD} "
+    f"SOLVER.STEPS (6,) SOLVER.WARMUP_ITERS 2 DATASETS.TRAIN ('{SYNTHETIC_VAL_MINI}',) DATASETS.TEST () "
+    "INPUT.MIN_SIZE_TRAIN (128,) INPUT.MAX_SIZE_TRAIN 200 DATALOADER.NUM_WORKERS 0"
+).split()
+
+
+def assert_same_weights(checkpoint_path, expected: dict) -> None:
+    """The model in the checkpoint at `checkpoint_path` holds `expected`'s tensors, bit for bit."""
+    weights = torch.load(checkpoint_path)["model"]
+    assert weights.keys() == expected.keys()
+    differing = [name for name in expected if not torch.equal(weights[name], expected[name])]
+    assert not differing, f"{len(differing)} of {len(expected)} tensors differ, first {differing[:3]}"
 
 
 def coco_predictions(output_dir) -> list[dict]:

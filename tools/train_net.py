@@ -6,18 +6,21 @@
     tools/train_net.py --config-file CFG --resume          # continue from OUTPUT_DIR/last_checkpoint
     tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
     tools/train_net.py --config-file CFG --num-gpus 2      # on a machine without GPU: 2 CPU processes (GLOO)
+    torchrun --nproc-per-node 8 --max-restarts 3 tools/train_net.py --config-file CFG   # restarts resume by themselves
+    srun --ntasks-per-node 8 python tools/train_net.py --resume --config-file CFG       # one task per worker
     tools/train_net.py --import my_project.datasets --config-file CFG   # your datasets / heads
 
 Evaluators follow each test dataset's metadata (COCO boxes/masks/keypoints, OKS sigmas from the
 dataset); results are also written to OUTPUT_DIR/eval_results.json.
 """
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.engine.checkpoint import Checkpointer
 from mask_rcnn_ext.engine.dataset_checks import check_test_datasets
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
+from mask_rcnn_ext.engine.launch import launch, resumes_after_elastic_restart
 from mask_rcnn_ext.engine.run_records import RunRecords
 from mask_rcnn_ext.user_modules import add_import_argument, import_user_modules, parse_args_importing
 
@@ -35,7 +38,7 @@ def run(args):
             records.checks_passed(trains=False)
             return Trainer.test(cfg, model)
         trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=args.resume or resumes_after_elastic_restart())
         records.checks_passed(trains=True)
         return trainer.train()
 
@@ -58,11 +61,4 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch(main, args)  # detectron2's launcher, or the group torchrun or srun started this process in

@@ -1,5 +1,6 @@
 """A training killed with SIGKILL, between checkpoints or in the middle of writing one, resumes
-with `--resume` from its last complete checkpoint and finishes; no checkpoint is lost or torn."""
+with `--resume` from its last complete checkpoint and finishes with the weights of the run that
+was not stopped, bit for bit; no checkpoint is lost or torn."""
 
 import json
 import os
@@ -13,33 +14,18 @@ import pytest
 import torch
 from detectron2.modeling.meta_arch import GeneralizedRCNN
 
-from conftest import REPO_ROOT, SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, TOOLS_DIR, run_tool_in_process
+from conftest import (
+    KILLED_RUN_MAX_ITER,
+    KILLED_RUN_OPTS,
+    REPO_ROOT,
+    SYNTHETIC_CONFIG,
+    TOOLS_DIR,
+    assert_same_weights,
+    run_tool_in_process,
+)
 
 pytestmark = pytest.mark.slow  # trains models (those killed in subprocesses)
 
-MAX_ITER, PERIOD = 9, 3  # checkpoints model_0000002, _0000005, _0000008, model_final
-# The demo's model on the 10-image split at 128 px, with no loader process: what is tested is how
-# the runs stop and resume, and each training process starts and steps in seconds.
-SHORT_RUN = [
-    "SOLVER.MAX_ITER",
-    MAX_ITER,
-    "SOLVER.CHECKPOINT_PERIOD",
-    PERIOD,
-    "SOLVER.STEPS",
-    "(6,)",
-    "SOLVER.WARMUP_ITERS",
-    2,
-    "DATASETS.TRAIN",
-    f"('{SYNTHETIC_VAL_MINI}',)",
-    "DATASETS.TEST",
-    "()",
-    "INPUT.MIN_SIZE_TRAIN",
-    "(128,)",
-    "INPUT.MAX_SIZE_TRAIN",
-    200,
-    "DATALOADER.NUM_WORKERS",
-    0,
-]
 BF16_TRAINING = ("MASK_RCNN_EXT.PRECISION.TRAIN", "bf16")
 # Imported into the training process (tools/train_net.py --import): when the file it names is being
 # written, write a part of it and die as `kill -9` would.
@@ -64,7 +50,7 @@ def train_command(output_dir, *extra, opts=()):
         *extra,
         "OUTPUT_DIR",
         str(output_dir),
-        *map(str, SHORT_RUN),
+        *KILLED_RUN_OPTS,
         *opts,
     ]
 
@@ -77,17 +63,27 @@ def assert_finished_whole(output_dir):
     for name in names:  # each loads under torch's default (weights_only) loading
         checkpoint = torch.load(output_dir / name)
         assert {"model", "trainer", "iteration"} <= set(checkpoint) and "optimizer" in checkpoint["trainer"]["_trainer"]
-    assert torch.load(output_dir / "model_final.pth")["iteration"] == MAX_ITER - 1
+    assert torch.load(output_dir / "model_final.pth")["iteration"] == KILLED_RUN_MAX_ITER - 1
     with open(output_dir / "metrics.json") as f:
-        assert max(json.loads(line)["iteration"] for line in f if line.strip()) == MAX_ITER - 1
+        assert max(json.loads(line)["iteration"] for line in f if line.strip()) == KILLED_RUN_MAX_ITER - 1
+
+
+def train_in_process(output_dir, capfd, *extra, opts=()) -> None:
+    """`tools/train_net.py` into `output_dir` with `extra` arguments (--resume), in this process
+    (only a run to be killed needs a process of its own), with config overrides `opts`."""
+    argv = ["--config-file", SYNTHETIC_CONFIG, *extra, "OUTPUT_DIR", str(output_dir), *KILLED_RUN_OPTS, *opts]
+    outcome = run_tool_in_process("train_net", argv, capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
 
 
 def resume(output_dir, capfd, *opts) -> None:
-    """`tools/train_net.py --resume` into `output_dir`, in this process (only a run to be killed needs
-    a process of its own), with config overrides `opts`."""
-    argv = ["--config-file", SYNTHETIC_CONFIG, "--resume", "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN), *opts]
-    outcome = run_tool_in_process("train_net", argv, capfd)
-    assert outcome.code == 0, outcome.text[-6000:]
+    train_in_process(output_dir, capfd, "--resume", opts=opts)
+
+
+def uninterrupted_weights(tmp_path, capfd, *opts) -> dict:
+    """model_final.pth's weights of the run trained from start to end without a stop."""
+    train_in_process(tmp_path / "uninterrupted", capfd, opts=opts)
+    return torch.load(tmp_path / "uninterrupted" / "model_final.pth")["model"]
 
 
 def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env, capfd):
@@ -110,6 +106,7 @@ def test_killed_while_writing_a_checkpoint(tmp_path, datasets_env, capfd):
     assert "Starting training from iteration 3" in (output_dir / "log.txt").read_text()
     assert_finished_whole(output_dir)
     assert not list(output_dir.glob("*.partial*"))  # the leftover was cleared by the next write
+    assert_same_weights(output_dir / "model_final.pth", uninterrupted_weights(tmp_path, capfd))
 
 
 def test_killed_between_checkpoints(tmp_path, datasets_env, capfd):
@@ -140,6 +137,7 @@ def test_killed_between_checkpoints(tmp_path, datasets_env, capfd):
         for v in torch.load(output_dir / "model_final.pth")["model"].values()
         if v.is_floating_point()
     )
+    assert_same_weights(output_dir / "model_final.pth", uninterrupted_weights(tmp_path, capfd, *BF16_TRAINING))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -157,7 +155,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
 
     monkeypatch.setattr(GeneralizedRCNN, "forward", nan_at_step_6)
     output_dir = tmp_path / "run"
-    argv = ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", str(output_dir), *map(str, SHORT_RUN)]
+    argv = ["--config-file", SYNTHETIC_CONFIG, "OUTPUT_DIR", str(output_dir), *KILLED_RUN_OPTS]
     outcome = run_tool_in_process("train_net", argv + ["MASK_RCNN_EXT.PRECISION.TRAIN", precision], capfd)
     text = outcome.text
     assert f"MaskRCNN training on cpu: {precision}" in text

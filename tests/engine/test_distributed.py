@@ -1,8 +1,10 @@
-"""Multi-process training and evaluation on the CPU (GLOO) through detectron2's launcher:
-`tools/train_net.py --num-gpus 2` on a machine without a GPU."""
+"""Multi-process training and evaluation on the CPU (GLOO): through detectron2's launcher
+(`tools/train_net.py --num-gpus 2` on a machine without a GPU, or two machines on localhost),
+torchrun and SLURM's srun (its environment)."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,68 +17,125 @@ from mask_rcnn_ext.engine.distributed import share_cpu_cores
 
 from conftest import (
     COMPARED_EVAL_THREADS,
+    KILLED_RUN_OPTS,
     REPO_ROOT,
     SHORT_RUN_OPTS,
     SYNTHETIC_CONFIG,
-    SYNTHETIC_VAL_MINI,
+    TESTS_DIR,
+    TOOLS_DIR,
+    assert_same_weights,
     coco_predictions,
     run_tool,
 )
 
-# Each rank reports its parameters before and after 3 iterations (the demo's model on the 10-image
-# split at 128 px, no loader process); rank 0 compares them.
-TRAIN_SCRIPT = """
-import json, sys, torch
-from detectron2.engine import launch
+# Imported into each training process (tools/train_net.py --import): the rank KILL_RANK dies as
+# `kill -9` would when its iteration KILL_AT_ITER starts (on torchrun's first attempt only), and after
+# training the main process saves every rank's parameters to OUTPUT_DIR/rank_parameters.pth.
+RANK_PROBE = """
+import os, torch
+from detectron2.engine import train_loop
 from detectron2.utils import comm
-from mask_rcnn_ext import Trainer, build_config
-from mask_rcnn_ext.engine.distributed import shut_down_process_group
+from mask_rcnn_ext import Trainer
 
+_run_step = train_loop.SimpleTrainer.run_step
+def run_step(self):
+    if (os.environ.get("KILL_AT_ITER") == str(self.iter) and os.environ.get("KILL_RANK") == str(comm.get_rank())
+            and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"):
+        os.kill(os.getpid(), 9)
+    return _run_step(self)
+train_loop.SimpleTrainer.run_step = run_step
 
-def flat(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-def main(out):
-    cfg = build_config({config!r}, ["SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()",
-                                    "SOLVER.CHECKPOINT_PERIOD", "100000", "OUTPUT_DIR", out,
-                                    "DATASETS.TRAIN", "('{mini}',)", "INPUT.MIN_SIZE_TRAIN", "(128,)",
-                                    "INPUT.MAX_SIZE_TRAIN", "200", "DATALOADER.NUM_WORKERS", "0"])
-    trainer = Trainer(cfg)
-    model = trainer.model.module  # wrapped in DistributedDataParallel
-    before = flat(model)
-    trainer.train()
-    after = comm.all_gather(flat(model))
+_train = Trainer.train
+def train(self):
+    results = _train(self)
+    ranks = comm.gather(torch.cat([p.detach().flatten() for p in self.model.parameters()]), dst=0)
     if comm.is_main_process():
-        with open(out + "/ranks.json", "w") as f:
-            json.dump({{"world_size": comm.get_world_size(), "moved": float((after[0] - before).abs().max()),
-                       "rank_difference": float((after[0] - after[1]).abs().max())}}, f)
-    shut_down_process_group()
-
-if __name__ == "__main__":
-    launch(main, 2, dist_url="auto", args=(sys.argv[1],))
+        torch.save(ranks, os.path.join(self.cfg.OUTPUT_DIR, "rank_parameters.pth"))
+    return results
+Trainer.train = train
 """
 
 
-def cpu_only(datasets_env):
-    return dict(os.environ, CUDA_VISIBLE_DEVICES="", **datasets_env)  # detectron2's launcher then picks GLOO
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TwoProcessRun:
+    """The killed run (KILLED_RUN_OPTS) in 2 CPU processes of 2 images each, 1 torch thread each (equal
+    thread counts give equal sums), with RANK_PROBE imported, started by one engine or another."""
+
+    def __init__(self, tmp_path, datasets_env):
+        (tmp_path / "rank_probe.py").write_text(RANK_PROBE)
+        self.tmp_path = tmp_path
+        self.env = dict(os.environ, **datasets_env, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+        self.env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), TESTS_DIR])
+
+    def train_net(self, output_dir, *arguments) -> list[str]:
+        options = [*KILLED_RUN_OPTS, "SOLVER.IMS_PER_BATCH", "4", "OUTPUT_DIR", str(output_dir)]
+        script = os.path.join(TOOLS_DIR, "train_net.py")
+        return [script, *arguments, "--import", "rank_probe", "--config-file", SYNTHETIC_CONFIG, *options]
+
+    def run_together(self, commands: list[list[str]], envs: list[dict], log_name: str) -> list[int]:
+        """Start `commands` at once (each with its `envs` added) and return their exit codes."""
+        with open(self.tmp_path / log_name, "w") as log:
+            processes = [
+                subprocess.Popen(command, cwd=REPO_ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT)
+                for command, env in zip(commands, envs)
+            ]
+            codes = [process.wait(timeout=600) for process in processes]
+        if any(codes):
+            print((self.tmp_path / log_name).read_text()[-6000:])
+        return codes
+
+    def slurm(self, output_dir) -> list[int]:
+        """Two tasks of one SLURM step, as srun starts them."""
+        step = {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "localhost"}
+        step["MASTER_PORT"] = str(free_port())
+        envs = [{**step, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "SLURM_NODEID": "0"} for rank in (0, 1)]
+        return self.run_together([[sys.executable, *self.train_net(output_dir)]] * 2, envs, "slurm.log")
+
+    def detectron2_two_machines(self, output_dir) -> list[int]:
+        """detectron2's launcher on two "machines" of one process each, on localhost."""
+        url = f"tcp://127.0.0.1:{free_port()}"
+        machine = ["--num-machines", "2", "--dist-url", url, "--machine-rank"]
+        commands = [[sys.executable, *self.train_net(output_dir, *machine, str(rank))] for rank in (0, 1)]
+        return self.run_together(commands, [{}, {}], "detectron2.log")
+
+    def torchrun(self, output_dir, *torchrun_arguments, env=()) -> list[int]:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return self.run_together(
+            [command + [*torchrun_arguments, *self.train_net(output_dir)]], [dict(env)], "torchrun.log"
+        )
 
 
 @pytest.mark.slow  # trains in subprocesses
-def test_two_cpu_processes_keep_identical_parameters(tmp_path, datasets_env):
-    script = tmp_path / "train_two.py"
-    script.write_text(TRAIN_SCRIPT.format(config=SYNTHETIC_CONFIG, mini=SYNTHETIC_VAL_MINI))
-    subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], cwd=REPO_ROOT, env=cpu_only(datasets_env), check=True, timeout=600
-    )
-    with open(tmp_path / "ranks.json") as f:
-        ranks = json.load(f)
-    assert ranks["world_size"] == 2
-    assert ranks["moved"] > 1e-4  # the 3 steps changed the weights ...
-    assert ranks["rank_difference"] == 0.0  # ... identically on both ranks: gradients were averaged
-    # The main process alone wrote the final checkpoint, once, and the metrics of iterations 0, 1, 2.
-    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_final.pth"]
-    with open(tmp_path / "metrics.json") as f:
-        assert json.loads(f.readlines()[-1])["iteration"] == 2
+def test_two_processes_train_as_one_model_under_every_engine_and_resume_exactly(tmp_path, datasets_env):
+    """Two tasks of a SLURM step train as one model: both processes end with the same parameters (their
+    gradients averaged). detectron2's launcher on two machines of one process trains the same model
+    bit for bit. So does torchrun with a worker killed (process 1, between the checkpoints of
+    iterations 5 and 8): under --max-restarts 1 it restarts both, which resume from the newest
+    checkpoint by themselves, each rank's data stream and random generators continued."""
+    run = TwoProcessRun(tmp_path, datasets_env)
+    assert run.slurm(tmp_path / "slurm") == [0, 0]
+    ranks = torch.load(tmp_path / "slurm" / "rank_parameters.pth")
+    assert len(ranks) == 2 and torch.equal(ranks[0], ranks[1])
+    uninterrupted = torch.load(tmp_path / "slurm" / "model_final.pth")["model"]
+    first = torch.load(tmp_path / "slurm" / "model_0000002.pth")["model"]
+    assert not all(torch.equal(first[name], uninterrupted[name]) for name in first)  # training moved them
+    # The main process alone wrote the checkpoints, with both ranks' stream positions.
+    assert len(torch.load(tmp_path / "slurm" / "model_0000005.pth")["ranks"]) == 2
+    assert "This process is worker 0 of 2, started by slurm" in (tmp_path / "slurm" / "log.txt").read_text()
+
+    assert run.detectron2_two_machines(tmp_path / "detectron2") == [0, 0]
+    assert_same_weights(tmp_path / "detectron2" / "model_final.pth", uninterrupted)
+
+    killed = tmp_path / "torchrun"
+    assert run.torchrun(killed, "--max-restarts", "1", env={"KILL_AT_ITER": "7", "KILL_RANK": "1"}) == [0]
+    log = (killed / "log.txt").read_text()
+    assert "torchrun restarted the workers (1 restart(s))" in log and "Starting training from iteration 6" in log
+    assert_same_weights(killed / "model_final.pth", uninterrupted)
 
 
 @pytest.mark.slow  # trains in subprocesses

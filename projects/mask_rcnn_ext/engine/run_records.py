@@ -25,6 +25,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..io_utils import write_atomically
+from . import launch
 
 INVOCATIONS_DIR = "invocations"
 # The loggers whose records go to the log files: detectron2's, fvcore's (its checkpointer) and ours
@@ -89,6 +90,8 @@ class RunRecords:
 
     def _log_start(self, args) -> None:
         logger.info(f"Rank of current process: {self.rank}. World size: {comm.get_world_size()}")
+        if launch.started_by:
+            logger.info(f"This process is {launch.started_by}")
         logger.info("Environment info:\n" + collect_env_info())
         logger.info(f"Command line arguments: {args}")
         logger.info(f"Running with full config:\n{self.cfg.dump()}")

@@ -1,6 +1,7 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
-training and test data checked first, checked and atomic checkpoints, multi-process training on
-the CPU, and loss scaling for fp16 training (MASK_RCNN_EXT.PRECISION.TRAIN)."""
+training and test data checked first, checked and atomic checkpoints that resume exactly (the data
+stream and random generators included), multi-process training on the CPU, and loss scaling for
+fp16 training (MASK_RCNN_EXT.PRECISION.TRAIN)."""
 
 import logging
 import os
@@ -10,7 +11,7 @@ from typing import Optional
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -20,9 +21,11 @@ from ..io_utils import write_json_atomically
 from ..modeling.precision import resolve_precision
 from .checkpoint import Checkpointer
 from .config_vs_datasets import check_config
+from .data_stream import TrainStream
 from .dataset_checks import check_test_datasets
 from .distributed import share_cpu_cores, wrap_for_distributed
 from .evaluators import build_evaluator
+from .exact_resume import RankState, RankStateCheckpointer, preserved_random_state
 from .training_data import build_checked_train_loader
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -58,8 +61,9 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer whose evaluators come from `evaluator_type` in each test dataset's metadata,
     and which writes every evaluation's results to OUTPUT_DIR/eval_results.json.
 
-    Checkpoints also hold the optimizer state: detectron2 v0.6 saves only the iteration and the
-    LR scheduler, so `--resume` there restarts SGD momentum from zero.
+    Checkpoints also hold the optimizer state (detectron2 v0.6 saves only the iteration and the
+    LR scheduler, so `--resume` there restarts SGD momentum from zero) and every rank's data stream
+    position and random generators (`exact_resume`): a resumed run trains as the uninterrupted one.
     """
 
     def __init__(self, cfg: CfgNode):
@@ -81,6 +85,7 @@ class Trainer(DefaultTrainer):
         model = wrap_for_distributed(model)
         self._trainer = (AMPTrainer if scales_loss(cfg) else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.train_stream = data_loader if isinstance(data_loader, TrainStream) else None  # None: a user's loader
         self.checkpointer = Checkpointer(
             model,
             cfg.OUTPUT_DIR,
@@ -92,6 +97,24 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self) -> list:
+        """DefaultTrainer's hooks, with its checkpointing hook (on the main process) replaced by a
+        RankStateCheckpointer on every rank, in the same place (before evaluation)."""
+        built = [hook for hook in super().build_hooks() if not isinstance(hook, hooks.PeriodicCheckpointer)]
+        evaluation = next(i for i, hook in enumerate(built) if isinstance(hook, hooks.EvalHook))
+        self.rank_state_checkpointer = RankStateCheckpointer(
+            self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD, self.train_stream
+        )
+        built.insert(evaluation, self.rank_state_checkpointer)
+        return built
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """DefaultTrainer's, and on resuming, this rank's data stream position and random state."""
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = self.iter + 1  # the checkpoint holds the iteration that had finished
+            self.rank_state_checkpointer.random_state_to_restore = RankState.restore(checkpoint, self.train_stream)
 
     # TrainerBase (iteration + stateful hooks) is called directly rather than super(): upstream
     # DefaultTrainer already adds INNER_TRAINER_KEY and would fail on checkpoints that lack it.
@@ -128,7 +151,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg: CfgNode, model, evaluators=None):
         share_cpu_cores()  # also for evaluation alone (--eval-only)
-        results = super().test(cfg, model, evaluators)
+        with preserved_random_state():  # evaluating during training leaves the training's draws alone
+            results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and results:
             write_json_atomically(os.path.join(cfg.OUTPUT_DIR, EVAL_RESULTS_FILE), results)
         return results

@@ -1,13 +1,16 @@
-"""The training data loader: detectron2's, over records checked first (`data.checks`), with a
-mapper whose errors name the image they happened on."""
+"""The training data loader: a resumable stream (`data_stream.TrainStream`: detectron2's sampler and
+batching, saved and restored positions) over records checked first (`data.checks`), with a mapper
+whose errors name the image they happened on."""
 
 import logging
 
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import get_detection_dataset_dicts
 from detectron2.data.build import filter_images_with_only_crowd_annotations  # the same in v0.6 and main
+from detectron2.utils import comm
 
 from ..data.dataset_mapper import ImageModeDatasetMapper
+from .data_stream import TrainStream
 from .dataset_checks import checked_records, load_checked
 
 logger = logging.getLogger(__name__)
@@ -48,10 +51,20 @@ def checked_training_records(cfg: CfgNode) -> list[dict]:
     return records
 
 
-def build_checked_train_loader(cfg: CfgNode):
-    """detectron2's training loader (its sampler, batching and augmentation from cfg) over
-    `checked_training_records`, mapping with a FileNamingMapper around its DatasetMapper (whose
-    images are read as `data.images` reads them: `ImageModeDatasetMapper`)."""
-    return build_detection_train_loader(
-        cfg, dataset=checked_training_records(cfg), mapper=FileNamingMapper(ImageModeDatasetMapper(cfg, is_train=True))
+def build_checked_train_loader(cfg: CfgNode) -> TrainStream:
+    """This rank's training batches: a TrainStream (detectron2's sampler, aspect-ratio grouping and
+    loader workers from cfg) over `checked_training_records`, mapping with a FileNamingMapper around
+    its DatasetMapper (whose images are read as `data.images` reads them: `ImageModeDatasetMapper`)."""
+    world_size = comm.get_world_size()
+    if cfg.SOLVER.IMS_PER_BATCH % world_size:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be a multiple of the number of processes "
+            f"({world_size}): each takes an equal share of a batch"
+        )
+    return TrainStream(
+        checked_training_records(cfg),
+        FileNamingMapper(ImageModeDatasetMapper(cfg, is_train=True)),
+        cfg,
+        batch_size=cfg.SOLVER.IMS_PER_BATCH // world_size,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
     )

@@ -1,0 +1,129 @@
+"""What a checkpoint holds beyond detectron2's (weights, optimizer, scheduler, iteration) so that a
+resumed run continues exactly where the saved one was: for every rank, its data stream's position
+(`data_stream.TrainStream`) and its random generators (Python's, NumPy's, torch's CPU and current
+CUDA device's), which sample the RPN's anchors and the RoI heads' proposals.
+
+They are gathered from every rank to the main process at each checkpoint
+(`RankStateCheckpointer`) and saved under the checkpoint's "ranks" key, one entry per rank; on
+`--resume` each rank takes its own back (`RankState.restore`). Evaluation during training runs
+between checkpoints and the next iteration, so it leaves the generators as it found them
+(`preserved_random_state`): a resumed run, which does not evaluate again there, draws the same.
+"""
+
+import contextlib
+import logging
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+from detectron2.engine import hooks
+from detectron2.utils import comm
+
+from .data_stream import TrainStream
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "ranks"
+
+
+def capture_random_state() -> dict:
+    """This process's global random generators' states, in types torch's weights-only loading reads."""
+    version, keys, gauss = random.getstate()
+    name, numpy_keys, numpy_pos, has_gauss, cached_gauss = np.random.get_state()
+    state = {
+        "python": [version, list(keys), gauss],
+        "numpy": [name, torch.from_numpy(numpy_keys.astype(np.int64)), numpy_pos, has_gauss, cached_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_random_state(state: dict) -> None:
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    name, numpy_keys, numpy_pos, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((name, numpy_keys.numpy().astype(np.uint32), numpy_pos, has_gauss, cached_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_random_state():
+    """The global random generators as they were before the block, after it."""
+    state = capture_random_state()
+    try:
+        yield
+    finally:
+        restore_random_state(state)
+
+
+class RankState:
+    """One rank's part of a checkpoint: its data stream's position (when the trainer's loader is a
+    TrainStream) and its random generators."""
+
+    @staticmethod
+    def capture(stream: Optional[TrainStream]) -> dict:
+        return {"stream": stream.state_dict() if stream is not None else None, "random": capture_random_state()}
+
+    @staticmethod
+    def restore(checkpoint: dict, stream: Optional[TrainStream]) -> Optional[dict]:
+        """Set `stream` to this rank's saved position and return its saved random state (restored
+        when training starts, `RankStateCheckpointer.before_train`); None, with a warning saying
+        what starts anew, when the checkpoint does not hold them for this world size."""
+        ranks = checkpoint.get(CHECKPOINT_KEY)
+        world_size, rank = comm.get_world_size(), comm.get_rank()
+        if ranks is None:
+            logger.warning(
+                "The checkpoint holds no data stream position or random state (not saved by mask_rcnn_ext's "
+                "Trainer): the training data stream starts anew, so the resumed run differs from an uninterrupted one."
+            )
+            return None
+        if len(ranks) != world_size:
+            logger.warning(
+                f"The checkpoint was saved by {len(ranks)} processes and is resumed by {world_size}: the "
+                "training data stream and the random generators start anew (an exact resume needs as many "
+                "processes as saved it)."
+            )
+            return None
+        mine = ranks[rank]
+        if stream is not None and mine["stream"] is not None:
+            stream.load_state_dict(mine["stream"])
+            logger.info(f"Resuming the training data stream after {mine['stream']['consumed']} images of rank {rank}'s")
+        elif stream is not None:
+            logger.warning("The checkpoint holds no data stream position: the training data stream starts anew.")
+        return mine["random"]
+
+
+class RankStateCheckpointer(hooks.PeriodicCheckpointer):
+    """detectron2's PeriodicCheckpointer hook, on every rank: when it saves, each rank's `RankState`
+    is gathered to the main process, which writes it in the checkpoint (the other ranks' checkpointers
+    write nothing). Before training, it restores the random state a resumed run loaded.
+
+    Args:
+        checkpointer, period: as detectron2's hook.
+        stream: the trainer's data stream, or None when its loader is not a TrainStream.
+    """
+
+    def __init__(self, checkpointer, period: int, stream: Optional[TrainStream]):
+        super().__init__(checkpointer, period)
+        self.stream = stream
+        self.random_state_to_restore: Optional[dict] = None
+
+    def before_train(self):
+        super().before_train()
+        if self.random_state_to_restore is not None:
+            restore_random_state(self.random_state_to_restore)
+            self.random_state_to_restore = None
+
+    def after_step(self):
+        iteration = self.trainer.iter
+        # the iterations fvcore's PeriodicCheckpointer.step saves at: every period, and the last
+        if (iteration + 1) % self.period == 0 or iteration >= self.max_iter - 1:
+            ranks = comm.gather(RankState.capture(self.stream), dst=0)
+            self.step(iteration, **{CHECKPOINT_KEY: ranks})
+        else:
+            self.step(iteration)
