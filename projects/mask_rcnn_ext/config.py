@@ -33,6 +33,16 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     # with bf16/fp16 and with "auto" on a CPU, contiguous for an explicit "fp32".
     cfg.MASK_RCNN_EXT.PRECISION.MEMORY_FORMAT = "auto"
 
+    # Read by the Trainer (engine/peer_progress.py; docs/scale_out.md#bounded-waits): how long a process
+    # waits for the others before the job ends, naming the processes that kept it waiting.
+    cfg.MASK_RCNN_EXT.DISTRIBUTED = CN()
+    # Training's collectives: the gradient all-reduce of each iteration, the checkpoints' gathers.
+    # It must cover the main process writing a checkpoint while the others wait at the next iteration.
+    cfg.MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES = 10.0
+    # Evaluation (during training and --eval-only): each process's inference on its share, the
+    # gathers, and the main process scoring everything while the others wait.
+    cfg.MASK_RCNN_EXT.DISTRIBUTED.EVAL_TIMEOUT_MINUTES = 60.0
+
     # Read by our mask heads (FCNMaskHead, MLPMaskHead and subclasses of BaseMaskHead).
     # Class-agnostic masks are detectron2's MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK.
     cfg.MASK_RCNN_EXT.MASK_HEAD = CN()

@@ -16,7 +16,6 @@ from PIL import Image
 from mask_rcnn_ext import Trainer, build_config
 from mask_rcnn_ext.data.dataset_mapper import ImageModeDatasetMapper
 from mask_rcnn_ext.data.images import DETECTRON2, HIGH_BYTE, ImageModeError, image_reading, read_image
-from mask_rcnn_ext.engine.data_stream import image_seed, seeded_global_generators
 from mask_rcnn_ext.engine.training_data import FileNamingMapper, build_checked_train_loader
 
 from conftest import SYNTHETIC_CONFIG, import_tool
@@ -195,12 +194,10 @@ def test_16_bit_gray_is_trained_and_evaluated_on_its_8_bit_reading(tmp_path, reg
     options = ["MODEL.KEYPOINT_ON", "False", "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)"]
     cfg = build_config(SYNTHETIC_CONFIG, [*options, "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "1"])
 
-    stream = build_checked_train_loader(cfg)
-    batches = iter(stream)
-    for position in range(3):  # different resizes and flips, drawn under the seed of the image's position
-        (trained,) = next(batches)
-        with seeded_global_generators(image_seed(stream.seeds[0], position)):
-            expected = DatasetMapper(cfg, is_train=True)(record(gray8))
+    train_loader = iter(build_checked_train_loader(cfg))
+    for seed in range(3):
+        (trained,) = mapped(lambda _: next(train_loader), None, seed)
+        expected = mapped(DatasetMapper(cfg, is_train=True), record(gray8), seed)
         assert_mapped_equal(trained, {**expected, "file_name": gray16})
     ((evaluated,),) = list(Trainer.build_test_loader(cfg, name))  # one batch of one image
     assert_mapped_equal(evaluated, {**mapped(DatasetMapper(cfg, is_train=False), record(gray8)), "file_name": gray16})

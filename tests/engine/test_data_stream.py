@@ -11,31 +11,29 @@ import torch
 from detectron2.data import build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 
+from mask_rcnn_ext.data.dataset_mapper import ImageModeDatasetMapper
 from mask_rcnn_ext.engine import build_config
-from mask_rcnn_ext.engine.exact_resume import CHECKPOINT_KEY, RankState, capture_random_state, restore_random_state
-from mask_rcnn_ext.engine.training_data import build_checked_train_loader, checked_training_records
+from mask_rcnn_ext.engine.data_stream import TrainStream
+from mask_rcnn_ext.engine.exact_resume import CHECKPOINT_KEY, RankState
+from mask_rcnn_ext.engine.random_state import capture_random_state, restore_random_state
+from mask_rcnn_ext.engine.training_data import FileNamingMapper, build_checked_train_loader, checked_training_records
 
 from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI
 
 SEED = 1234
 
 
-def stream_config(*opts):
-    return build_config(
-        SYNTHETIC_CONFIG,
-        [
-            *f"DATASETS.TRAIN ('{SYNTHETIC_VAL_MINI}',) INPUT.MIN_SIZE_TRAIN (96,128) INPUT.MAX_SIZE_TRAIN 200".split(),
-            *f"DATALOADER.NUM_WORKERS 0 SOLVER.IMS_PER_BATCH 2 SEED {SEED}".split(),
-            *opts,
-        ],
-    )
+def stream_config(workers=0):
+    opts = f"DATASETS.TRAIN ('{SYNTHETIC_VAL_MINI}',) INPUT.MIN_SIZE_TRAIN (96,128) INPUT.MAX_SIZE_TRAIN 200"
+    opts += f" DATALOADER.NUM_WORKERS {workers} SOLVER.IMS_PER_BATCH 2"
+    return build_config(SYNTHETIC_CONFIG, opts.split())
 
 
-def stream_at(cfg, state=None):
-    """A TrainStream of `cfg`, from the beginning with sampler seed SEED, or from `state`."""
-    stream = build_checked_train_loader(cfg)
-    stream.load_state_dict(state or {"seeds": [SEED], "world_size": 1, "consumed": 0, "waiting": [[], []]})
-    return stream
+def our_stream(cfg):
+    """Our stream of `cfg` with sampler seed SEED, as build_checked_train_loader builds it."""
+    records = checked_training_records(cfg)
+    mapper = FileNamingMapper(ImageModeDatasetMapper(cfg, is_train=True))
+    return TrainStream(records, mapper, cfg, batch_size=2, num_workers=cfg.DATALOADER.NUM_WORKERS, seeds=[SEED])
 
 
 def take(stream_iterator, count):
@@ -51,42 +49,66 @@ def assert_same_batches(first, second):
             assert torch.equal(mapped["instances"].gt_boxes.tensor, other_mapped["instances"].gt_boxes.tensor)
 
 
-def test_batches_hold_the_images_detectron2s_loader_batches():
-    """detectron2's sampler with the same seed, grouped by aspect ratio as its loader groups them
-    (one loader worker): the same images in the same batches, portrait and landscape apart."""
-    cfg = stream_config()
+def seed_everything():
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_detectron2s_loader_batches_bit_for_bit(workers):
+    """detectron2's loader with the same sampler seed and the same global generators: the same images
+    in the same batches (portrait and landscape apart), resized and flipped alike, mapped in this
+    process or in 2 loader workers."""
+    cfg = stream_config(workers)
     records = checked_training_records(cfg)
     assert len({record["width"] > record["height"] for record in records}) == 2  # both groups are exercised
     theirs = build_detection_train_loader(
-        cfg, dataset=records, sampler=TrainingSampler(len(records), seed=SEED), total_batch_size=2
+        cfg,
+        dataset=records,
+        mapper=FileNamingMapper(ImageModeDatasetMapper(cfg, is_train=True)),
+        sampler=TrainingSampler(len(records), seed=SEED),
+        total_batch_size=2,
     )
-    ours = stream_at(cfg)
-    names = [[[d["file_name"] for d in batch] for batch in take(iter(loader), 12)] for loader in (theirs, ours)]
-    assert names[0] == names[1]
+    seed_everything()
+    expected = take(iter(theirs), 10)
+    seed_everything()
+    assert_same_batches(take(iter(our_stream(cfg)), 10), expected)
 
 
-def test_a_stream_continued_from_its_state_yields_what_it_would_have():
-    """State taken after 5 batches in this process; continued from it with 2 loader workers: the
-    same images, resized and flipped the same (augmentation depends on an image's place in the stream,
-    not on the worker that maps it)."""
-    cfg = stream_config()
-    stream = stream_at(cfg)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_continued_from_its_state_yields_what_it_would_have(workers):
+    """Stopped after 5 batches (the generators of the training process saved with its position, as a
+    checkpoint saves them) and continued in a new stream: the same images, resized and flipped
+    alike, as the stream that went on."""
+    cfg = stream_config(workers)
+    seed_everything()
+    stream = our_stream(cfg)
     batches = iter(stream)
     take(batches, 5)
-    state = stream.state_dict()
-    assert state["consumed"] >= 10 and sum(map(len, state["waiting"])) == state["consumed"] - 10
+    state, generators = stream.state_dict(), capture_random_state()
+    assert state["next_position"] >= 10 and sum(map(len, state["waiting"])) == state["next_position"] - 10
     expected = take(batches, 6)
-    continued = stream_at(stream_config("DATALOADER.NUM_WORKERS", "2"), state)
+
+    continued = our_stream(cfg)
+    continued.load_state_dict(state)
+    restore_random_state(generators)
     assert_same_batches(take(iter(continued), 6), expected)
 
 
-def test_mapping_in_the_training_process_leaves_the_global_generators_alone():
-    stream_iterator = iter(stream_at(stream_config()))
-    before = capture_random_state()
-    take(stream_iterator, 3)
-    after = capture_random_state()
-    assert torch.equal(before["torch"], after["torch"])
-    assert torch.equal(before["numpy"][1], after["numpy"][1]) and before["python"] == after["python"]
+def test_other_loader_workers_continue_the_same_images_with_a_warning(caplog):
+    seed_everything()
+    stream = our_stream(stream_config(workers=2))
+    batches = iter(stream)
+    take(batches, 3)
+    state = stream.state_dict()
+    expected = take(batches, 4)
+    continued = our_stream(stream_config(workers=0))
+    with caplog.at_level(logging.WARNING):
+        continued.load_state_dict(state)
+    assert "DATALOADER.NUM_WORKERS is 0, the checkpoint's run had 2" in caplog.text
+    names = [[[d["file_name"] for d in batch] for batch in batches] for batches in (take(iter(continued), 4), expected)]
+    assert names[0] == names[1]
 
 
 def test_random_state_round_trips():
@@ -97,7 +119,7 @@ def test_random_state_round_trips():
 
 
 def test_a_position_cannot_be_set_once_batches_were_taken():
-    stream = stream_at(stream_config())
+    stream = our_stream(stream_config())
     take(iter(stream), 1)
     with pytest.raises(RuntimeError, match="before its first batch"):
         stream.load_state_dict(stream.state_dict())
@@ -111,11 +133,11 @@ def test_a_position_cannot_be_set_once_batches_were_taken():
     ],
 )
 def test_a_checkpoint_without_this_runs_ranks_starts_the_stream_anew_with_a_warning(checkpoint, warning, caplog):
-    stream = stream_at(stream_config())
+    stream = our_stream(stream_config())
     with caplog.at_level(logging.WARNING):
         assert RankState.restore(checkpoint, stream) is None
     assert warning in caplog.text
-    assert stream.state_dict()["consumed"] == 0
+    assert stream.state_dict()["next_position"] == 0
 
 
 def test_a_batch_size_the_processes_cannot_share_is_refused(monkeypatch):

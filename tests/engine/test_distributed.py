@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -28,20 +29,23 @@ from conftest import (
     run_tool,
 )
 
-# Imported into each training process (tools/train_net.py --import): the rank KILL_RANK dies as
-# `kill -9` would when its iteration KILL_AT_ITER starts (on torchrun's first attempt only), and after
-# training the main process saves every rank's parameters to OUTPUT_DIR/rank_parameters.pth.
+# Imported into each training process (tools/train_net.py --import): when its iteration AT_ITER
+# starts, the rank PROBED_RANK dies as `kill -9` would (KILL, on torchrun's first attempt only) or
+# hangs (HANG); after training the main process saves every rank's parameters to
+# OUTPUT_DIR/rank_parameters.pth.
 RANK_PROBE = """
-import os, torch
+import os, time, torch
 from detectron2.engine import train_loop
 from detectron2.utils import comm
 from mask_rcnn_ext import Trainer
 
 _run_step = train_loop.SimpleTrainer.run_step
 def run_step(self):
-    if (os.environ.get("KILL_AT_ITER") == str(self.iter) and os.environ.get("KILL_RANK") == str(comm.get_rank())
-            and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"):
-        os.kill(os.getpid(), 9)
+    if os.environ.get("AT_ITER") == str(self.iter) and os.environ.get("PROBED_RANK") == str(comm.get_rank()):
+        if os.environ.get("KILL") and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+            os.kill(os.getpid(), 9)
+        if os.environ.get("HANG"):
+            time.sleep(600)
     return _run_step(self)
 train_loop.SimpleTrainer.run_step = run_step
 
@@ -72,8 +76,8 @@ class TwoProcessRun:
         self.env = dict(os.environ, **datasets_env, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
         self.env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), TESTS_DIR])
 
-    def train_net(self, output_dir, *arguments) -> list[str]:
-        options = [*KILLED_RUN_OPTS, "SOLVER.IMS_PER_BATCH", "4", "OUTPUT_DIR", str(output_dir)]
+    def train_net(self, output_dir, *arguments, opts=()) -> list[str]:
+        options = [*KILLED_RUN_OPTS, "SOLVER.IMS_PER_BATCH", "4", "OUTPUT_DIR", str(output_dir), *opts]
         script = os.path.join(TOOLS_DIR, "train_net.py")
         return [script, *arguments, "--import", "rank_probe", "--config-file", SYNTHETIC_CONFIG, *options]
 
@@ -132,10 +136,29 @@ def test_two_processes_train_as_one_model_under_every_engine_and_resume_exactly(
     assert_same_weights(tmp_path / "detectron2" / "model_final.pth", uninterrupted)
 
     killed = tmp_path / "torchrun"
-    assert run.torchrun(killed, "--max-restarts", "1", env={"KILL_AT_ITER": "7", "KILL_RANK": "1"}) == [0]
+    assert run.torchrun(killed, "--max-restarts", "1", env={"AT_ITER": "7", "PROBED_RANK": "1", "KILL": "1"}) == [0]
     log = (killed / "log.txt").read_text()
     assert "torchrun restarted the workers (1 restart(s))" in log and "Starting training from iteration 6" in log
     assert_same_weights(killed / "model_final.pth", uninterrupted)
+
+
+@pytest.mark.slow  # trains in subprocesses
+def test_a_hung_process_ends_the_job_within_the_timeout_naming_it(tmp_path, datasets_env):
+    """Process 1 hangs when its iteration 3 starts; process 0 waits in that iteration's gradient
+    all-reduce for MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES (6 s) and ends the job naming rank 1 and
+    what it was doing."""
+    run = TwoProcessRun(tmp_path, datasets_env)
+    output_dir = tmp_path / "hung"
+    command = run.train_net(output_dir, "--num-gpus", "2", opts=["MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES", "0.1"])
+    start = time.monotonic()
+    assert run.run_together(
+        [[sys.executable, *command]], [{"AT_ITER": "3", "PROBED_RANK": "1", "HANG": "1"}], "hung.log"
+    ) == [1]
+    assert time.monotonic() - start < 90  # start-up, 3 iterations, 6 s of waiting: not the 600 s of the hang
+    log = (output_dir / "log.txt").read_text()
+    assert "Rank 0 stopped waiting for the other processes in 'iteration 3: backward and gradient all-reduce'" in log
+    assert "rank 1: 'iteration 3: data loading and forward'" in log
+    assert "Timed out waiting 6000ms" in log and "MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES sets how long" in log
 
 
 @pytest.mark.slow  # trains in subprocesses

@@ -21,6 +21,9 @@ def config_errors(cfg: CfgNode) -> list[str]:
         use_fast_coco_eval(cfg.MASK_RCNN_EXT.EVAL.COCO_BACKEND)
     except ValueError as error:
         errors.append(str(error))
+    for key in ("TIMEOUT_MINUTES", "EVAL_TIMEOUT_MINUTES"):
+        if not cfg.MASK_RCNN_EXT.DISTRIBUTED[key] > 0:
+            errors.append(f"MASK_RCNN_EXT.DISTRIBUTED.{key} must be > 0 (got {cfg.MASK_RCNN_EXT.DISTRIBUTED[key]})")
     for key, names in (("DATASETS.TRAIN", cfg.DATASETS.TRAIN), ("DATASETS.TEST", cfg.DATASETS.TEST)):
         for name in names:
             if name not in DatasetCatalog.list():

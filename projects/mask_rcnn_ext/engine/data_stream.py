@@ -1,59 +1,36 @@
-"""The training data stream, resumable exactly: after `--resume`, training sees the batches, with the
-augmentations, that the uninterrupted run would have seen.
+"""The training data stream: detectron2's training loader, batch for batch and bit for bit, with a
+position a checkpoint holds, so that after `--resume` training sees the batches, augmented alike,
+that the uninterrupted run would have seen.
 
-detectron2's training loader restarts its sampler from the beginning when a run resumes, and its
-augmentations draw from each loader worker's global random generators, whose states nothing saves:
-a resumed run trains on the images the first iterations had seen, differently flipped and resized.
-Here the stream has a position that a checkpoint holds:
-
-* Which images: detectron2's own sampler (DATALOADER.SAMPLER_TRAIN, seeded as detectron2 seeds it),
-  of which this rank has consumed `consumed` indices; and, with DATALOADER.ASPECT_RATIO_GROUPING,
-  detectron2's grouping of the stream into batches of landscape or portrait images, done here on the
-  records' width and height before mapping (as detectron2 groups by them after), with the images
-  waiting in the two groups. A batch holds the same images as detectron2's would on one loader
-  worker (with grouping off, detectron2 batches each worker's share, so there its batches depend on
-  DATALOADER.NUM_WORKERS; here they do not).
-* How they are augmented: the mapper runs with Python's, NumPy's and torch's global generators
-  seeded from (sampler seed, the image's position in the whole stream), so an image's augmentation
-  depends neither on the worker that maps it nor on the number of processes.
-
-`TrainStream.state_dict()` is the position after the last batch it yielded (batches prefetched by
-the loader workers are not counted); `load_state_dict` continues from one, when set before the first
-batch is taken.
+detectron2's loader (`build_detection_train_loader` with aspect-ratio grouping) maps this rank's
+share of its sampler's stream in DATALOADER.NUM_WORKERS loader processes, worker w taking stream
+positions w, w + W, ... and augmenting them with its global generators (seeded by
+`worker_init_reset_seed`), and groups the mapped images into batches of landscape or portrait
+images. On a resume it starts all of that again from the beginning. Here the same pipeline runs with
+its state tracked in the training process: the next stream position, each worker's generator states
+after the last image taken from it (the workers report them with each image), and the images
+waiting in the two groups (their positions and the generator states they were mapped under, to map
+them again identically). Resumed with as many workers, worker j continues the role of the old worker
+whose position comes next, from its generator states; without workers, images are mapped in the
+training process with its global generators, which the checkpoint restores (`exact_resume`).
 """
 
-import contextlib
 import itertools
 import logging
-import random
-from collections import deque
+import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import samplers
-from detectron2.data.build import trivial_batch_collator
+from detectron2.data.build import worker_init_reset_seed
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
+from .random_state import capture_random_state, preserved_random_state, restore_random_state
+
 logger = logging.getLogger(__name__)
-
-Key = tuple[int, int]  # (index of the record in the dataset, position of the image in the whole stream)
-
-
-@dataclass
-class StreamPosition:
-    """Where one rank is in the stream: `consumed` indices taken from its sampler, and the keys
-    waiting in the aspect-ratio groups (landscape, portrait; one group without grouping)."""
-
-    consumed: int = 0
-    waiting: list[list[Key]] = field(default_factory=lambda: [[], []])
-
-    def copy(self) -> "StreamPosition":
-        return StreamPosition(self.consumed, [list(group) for group in self.waiting])
 
 
 def build_sampler(cfg: CfgNode, records: list[dict], seeds: list[int]) -> torch.utils.data.Sampler:
@@ -79,142 +56,168 @@ def sampler_seed_count(cfg: CfgNode) -> int:
     return 2 if cfg.DATALOADER.SAMPLER_TRAIN == "RandomSubsetTrainingSampler" else 1
 
 
-def image_seed(stream_seed: int, position: int) -> int:
-    """The seed of the augmentation of the image at `position` of the stream seeded `stream_seed`."""
-    return int(np.random.SeedSequence([stream_seed, position]).generate_state(1)[0])
+def map_record(mapper, record: dict) -> dict:
+    mapped = mapper(record)
+    if mapped is None:  # detectron2's MapDataset would draw another image in its place
+        raise ValueError(
+            f"the training mapper returned None for {record.get('file_name')!r}: remove the images it "
+            "cannot map from the dataset (the resumable data stream does not replace images)"
+        )
+    return mapped
 
 
-@contextlib.contextmanager
-def seeded_global_generators(seed: int):
-    """Python's, NumPy's and torch's (CPU) global generators seeded with `seed` inside, and as they
-    were outside: mapping in the training process must not move the model's random streams."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
+class WorkerStart(NamedTuple):
+    """A worker's first message: the generator states it starts from (those of its role until an
+    image of it is taken)."""
+
+    role: int
+    random: dict
 
 
-class SeededMapping(torch.utils.data.Dataset):
-    """`mapper` over `records`, indexed by Key: each image augmented under `image_seed` of its position."""
+class MappedImage(NamedTuple):
+    position: int  # in this rank's stream
+    index: int  # of the record
+    mapped: dict
+    random_before: dict  # the worker's generator states it was mapped under
+    random_after: dict
 
-    def __init__(self, records: list[dict], mapper, stream_seed: int):
-        self.records = DatasetFromList(records, copy=True)  # serialized: workers share it without copies
+
+class WorkerStream(torch.utils.data.IterableDataset):
+    """What each loader worker (or, without workers, the training process) yields: a WorkerStart,
+    then a MappedImage for each stream position of its role from `start`.
+
+    Args:
+        records: detectron2's dataset dicts, serialized (DatasetFromList).
+        mapper: record -> model input dict.
+        sampler: this rank's stream of record indices (detectron2's samplers shard it by rank).
+        start: the stream position the first worker takes; worker j takes start + j, + W, ...
+        role_states: per position modulo W, the generator states the worker taking those positions
+            continues from; None: the states worker_init_reset_seed gives (a fresh stream).
+    """
+
+    def __init__(self, records: DatasetFromList, mapper, sampler, start: int, role_states: Optional[list[dict]]):
+        self.records = records
         self.mapper = mapper
-        self.stream_seed = stream_seed
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, key: Key) -> dict:
-        index, position = key
-        record = self.records[index]
-        with seeded_global_generators(image_seed(self.stream_seed, position)):
-            mapped = self.mapper(record)
-        if mapped is None:  # detectron2's MapDataset would draw another image, outside any stream position
-            raise ValueError(
-                f"the training mapper returned None for {record.get('file_name')!r}: remove the images "
-                "it cannot map from the dataset (the resumable data stream does not skip images)"
-            )
-        return mapped
-
-
-class BatchPlan:
-    """The batches of keys of one rank from `start`, drawn in the training process (the loader's
-    batch sampler); the position after each batch is appended to `positions`, in order."""
-
-    def __init__(
-        self, sampler, groups: Optional[list[int]], batch_size: int, world_size: int, rank: int, start: StreamPosition
-    ):
         self.sampler = sampler
-        self.groups = groups  # per record: 0 landscape, 1 portrait; None: no grouping
-        self.batch_size = batch_size
-        self.world_size = world_size
-        self.rank = rank
         self.start = start
-        self.positions: deque[StreamPosition] = deque()
+        self.role_states = role_states
 
-    def __iter__(self) -> Iterator[list[Key]]:
-        position = self.start.copy()
-        for index in itertools.islice(iter(self.sampler), position.consumed, None):
-            # the sampler gives this rank every world_size-th index of the whole stream from `rank`
-            key = (int(index), self.rank + position.consumed * self.world_size)
-            position.consumed += 1
-            group = position.waiting[self.groups[index] if self.groups is not None else 0]
-            group.append(key)
-            if len(group) == self.batch_size:
-                batch = group[:]
-                group.clear()
-                self.positions.append(position.copy())
-                yield batch
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        first = self.start + worker
+        if info is not None and self.role_states is not None:
+            restore_random_state(self.role_states[first % workers])
+        yield WorkerStart(first % workers, capture_random_state())
+        indices = itertools.islice(iter(self.sampler), first, None, workers)
+        for position, index in zip(itertools.count(first, workers), indices):
+            before = capture_random_state()
+            mapped = map_record(self.mapper, self.records[index])
+            yield MappedImage(position, int(index), mapped, before, capture_random_state())
 
 
 class TrainStream:
     """This rank's training batches (lists of `batch_size` mapped dicts, detectron2's format),
-    endless, mapped by `num_workers` loader processes (0: in this process).
+    endless, with a position (`state_dict`, `load_state_dict`).
 
     Args:
         records: the training records (detectron2's dataset dicts).
         mapper: record -> model input dict (a DatasetMapper).
         cfg: DATALOADER.SAMPLER_TRAIN and its keys, DATALOADER.ASPECT_RATIO_GROUPING.
         batch_size: images per batch of this rank.
-        num_workers: loader processes.
+        num_workers: loader processes (0: mapped in this process).
+        seeds: the sampler's seeds; default: drawn as detectron2 draws them (shared by the ranks).
     """
 
-    def __init__(self, records: list[dict], mapper, cfg: CfgNode, batch_size: int, num_workers: int):
-        self.records = records
+    def __init__(
+        self,
+        records: list[dict],
+        mapper,
+        cfg: CfgNode,
+        batch_size: int,
+        num_workers: int,
+        seeds: Optional[list[int]] = None,
+    ):
+        self.records = DatasetFromList(records, copy=False)  # serialized: workers share it without copies
         self.mapper = mapper
         self.cfg = cfg
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.seeds = [comm.shared_random_seed() for _ in range(sampler_seed_count(cfg))]  # detectron2's seeding
-        self.position = StreamPosition()
+        self.seeds = seeds or [comm.shared_random_seed() for _ in range(sampler_seed_count(cfg))]  # as detectron2
+        self.sampler = build_sampler(cfg, self.records, self.seeds)
+        self.state = {"next_position": 0, "role_states": None, "waiting": [[], []]}
+        self._resumed = False
         self._started = False
 
     def state_dict(self) -> dict:
-        """The position after the last batch yielded, and the sampler's seeds."""
-        return {
-            "seeds": list(self.seeds),
-            "world_size": comm.get_world_size(),
-            "consumed": self.position.consumed,
-            "waiting": [[list(key) for key in group] for group in self.position.waiting],
-        }
+        """The position after the last batch yielded: the next stream position, the workers' generator
+        states (by position modulo NUM_WORKERS), the waiting images; and the sampler's seeds."""
+        return {"seeds": list(self.seeds), "num_workers": self.num_workers, **self.state}
 
     def load_state_dict(self, state: dict) -> None:
         if self._started:
             raise RuntimeError("the data stream's position is set before its first batch is taken")
         self.seeds = list(state["seeds"])
-        self.position = StreamPosition(state["consumed"], [[tuple(key) for key in group] for group in state["waiting"]])
+        self.sampler = build_sampler(self.cfg, self.records, self.seeds)
+        role_states = state["role_states"]
+        if state["num_workers"] != self.num_workers:
+            logger.warning(
+                f"DATALOADER.NUM_WORKERS is {self.num_workers}, the checkpoint's run had {state['num_workers']}: "
+                "the stream continues with the same images, but their augmentations draw from fresh seeds"
+            )
+            role_states = None
+        self.state = {"next_position": state["next_position"], "role_states": role_states, "waiting": state["waiting"]}
+        self._resumed = True
+
+    def _waiting_groups(self) -> list[list[tuple]]:
+        """The waiting images, mapped again under the generator states they were mapped under."""
+        groups = []
+        for group in self.state["waiting"]:
+            remapped = []
+            for item in group:
+                with preserved_random_state():
+                    restore_random_state(item["random"])
+                    remapped.append((item, map_record(self.mapper, self.records[item["index"]])))
+            groups.append(remapped)
+        return groups
 
     def __iter__(self) -> Iterator[list[dict]]:
         """Started lazily: detectron2's trainer takes `iter()` in its constructor, before a resumed
         position is loaded."""
         self._started = True
-        groups = None
-        if self.cfg.DATALOADER.ASPECT_RATIO_GROUPING:
-            groups = [0 if record["width"] > record["height"] else 1 for record in self.records]
-        plan = BatchPlan(
-            build_sampler(self.cfg, self.records, self.seeds),
-            groups,
-            self.batch_size,
-            comm.get_world_size(),
-            comm.get_rank(),
-            self.position,
-        )
+        groups = self._waiting_groups()
+        role_states = [None] * self.num_workers  # each worker reports its start (WorkerStart) first
         loader = torch.utils.data.DataLoader(
-            SeededMapping(self.records, self.mapper, self.seeds[0]),
-            batch_sampler=plan,
+            WorkerStream(
+                self.records, self.mapper, self.sampler, self.state["next_position"], self.state["role_states"]
+            ),
             num_workers=self.num_workers,
-            collate_fn=trivial_batch_collator,
-            # its own generator: creating the loader's iterator draws a seed, which must not come from
-            # the global generator that samples the model's RoIs
-            generator=torch.Generator().manual_seed(self.seeds[0]),
+            collate_fn=operator.itemgetter(0),  # one item per fetch, as detectron2's loader
+            worker_init_fn=worker_init_reset_seed,
+            # A fresh stream draws the workers' base seed from torch's global generator as detectron2's
+            # loader does; a resumed one must not draw (the checkpoint restored that generator).
+            generator=torch.Generator().manual_seed(self.state["next_position"]) if self._resumed else None,
         )
-        for batch in loader:
-            self.position = plan.positions.popleft()
+        grouping = self.cfg.DATALOADER.ASPECT_RATIO_GROUPING
+        for message in loader:
+            if isinstance(message, WorkerStart):
+                if self.num_workers:
+                    role_states[message.role] = message.random
+                continue
+            if self.num_workers:
+                role_states[message.position % self.num_workers] = message.random_after
+            mapped = message.mapped
+            group = groups[0 if not grouping or mapped["width"] > mapped["height"] else 1]
+            group.append(
+                ({"position": message.position, "index": message.index, "random": message.random_before}, mapped)
+            )
+            if len(group) < self.batch_size:
+                continue
+            batch = [mapped for _, mapped in group]
+            group.clear()
+            self.state = {
+                "next_position": message.position + 1,
+                "role_states": list(role_states) if self.num_workers else None,
+                "waiting": [[item for item, _ in other] for other in groups],
+            }
             yield batch

@@ -1,64 +1,28 @@
 """What a checkpoint holds beyond detectron2's (weights, optimizer, scheduler, iteration) so that a
 resumed run continues exactly where the saved one was: for every rank, its data stream's position
-(`data_stream.TrainStream`) and its random generators (Python's, NumPy's, torch's CPU and current
-CUDA device's), which sample the RPN's anchors and the RoI heads' proposals.
+(`data_stream.TrainStream`) and its random generators (`random_state`), which sample the RPN's
+anchors and the RoI heads' proposals (and augment the images when there are no loader workers).
 
 They are gathered from every rank to the main process at each checkpoint
 (`RankStateCheckpointer`) and saved under the checkpoint's "ranks" key, one entry per rank; on
 `--resume` each rank takes its own back (`RankState.restore`). Evaluation during training runs
 between checkpoints and the next iteration, so it leaves the generators as it found them
-(`preserved_random_state`): a resumed run, which does not evaluate again there, draws the same.
+(`random_state.preserved_random_state`): a resumed run, which does not evaluate again there, draws
+the same.
 """
 
-import contextlib
 import logging
-import random
 from typing import Optional
 
-import numpy as np
-import torch
 from detectron2.engine import hooks
 from detectron2.utils import comm
 
 from .data_stream import TrainStream
+from .random_state import capture_random_state, restore_random_state
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "ranks"
-
-
-def capture_random_state() -> dict:
-    """This process's global random generators' states, in types torch's weights-only loading reads."""
-    version, keys, gauss = random.getstate()
-    name, numpy_keys, numpy_pos, has_gauss, cached_gauss = np.random.get_state()
-    state = {
-        "python": [version, list(keys), gauss],
-        "numpy": [name, torch.from_numpy(numpy_keys.astype(np.int64)), numpy_pos, has_gauss, cached_gauss],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def restore_random_state(state: dict) -> None:
-    version, keys, gauss = state["python"]
-    random.setstate((version, tuple(keys), gauss))
-    name, numpy_keys, numpy_pos, has_gauss, cached_gauss = state["numpy"]
-    np.random.set_state((name, numpy_keys.numpy().astype(np.uint32), numpy_pos, has_gauss, cached_gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-@contextlib.contextmanager
-def preserved_random_state():
-    """The global random generators as they were before the block, after it."""
-    state = capture_random_state()
-    try:
-        yield
-    finally:
-        restore_random_state(state)
 
 
 class RankState:
@@ -92,7 +56,9 @@ class RankState:
         mine = ranks[rank]
         if stream is not None and mine["stream"] is not None:
             stream.load_state_dict(mine["stream"])
-            logger.info(f"Resuming the training data stream after {mine['stream']['consumed']} images of rank {rank}'s")
+            logger.info(
+                f"Resuming the training data stream of rank {rank} at its image {mine['stream']['next_position']}"
+            )
         elif stream is not None:
             logger.warning("The checkpoint holds no data stream position: the training data stream starts anew.")
         return mine["random"]

@@ -1,7 +1,8 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
 training and test data checked first, checked and atomic checkpoints that resume exactly (the data
-stream and random generators included), multi-process training on the CPU, and loss scaling for
-fp16 training (MASK_RCNN_EXT.PRECISION.TRAIN)."""
+stream and random generators included), multi-process training on the CPU with bounded waits that
+name the process that kept the others waiting, and loss scaling for fp16 training
+(MASK_RCNN_EXT.PRECISION.TRAIN)."""
 
 import logging
 import os
@@ -25,7 +26,9 @@ from .data_stream import TrainStream
 from .dataset_checks import check_test_datasets
 from .distributed import share_cpu_cores, wrap_for_distributed
 from .evaluators import build_evaluator
-from .exact_resume import RankState, RankStateCheckpointer, preserved_random_state
+from .exact_resume import RankState, RankStateCheckpointer
+from .peer_progress import ProgressBoard, ProgressReporter, evaluation_timeout, set_timeout
+from .random_state import preserved_random_state
 from .training_data import build_checked_train_loader
 
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -75,6 +78,8 @@ class Trainer(DefaultTrainer):
         of one machine share its cores (`share_cpu_cores`)."""
         TrainerBase.__init__(self)
         share_cpu_cores()
+        set_timeout(cfg.MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES)
+        self.progress = ProgressBoard()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger not called for d2
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -107,7 +112,13 @@ class Trainer(DefaultTrainer):
             self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD, self.train_stream
         )
         built.insert(evaluation, self.rank_state_checkpointer)
-        return built
+        return [ProgressReporter(self.progress), *built]
+
+    def train(self):
+        """DefaultTrainer's; a wait for the other processes that timed out or lost a peer is raised
+        as a PeerWaitError naming the processes that were behind (`peer_progress`)."""
+        with self.progress.naming_laggards("MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES"):
+            return super().train()
 
     def resume_or_load(self, resume: bool = True) -> None:
         """DefaultTrainer's, and on resuming, this rank's data stream position and random state."""
@@ -151,8 +162,17 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg: CfgNode, model, evaluators=None):
         share_cpu_cores()  # also for evaluation alone (--eval-only)
-        with preserved_random_state():  # evaluating during training leaves the training's draws alone
+        board = ProgressBoard()
+        # evaluating during training leaves the training's draws alone
+        with (
+            preserved_random_state(),
+            evaluation_timeout(cfg.MASK_RCNN_EXT.DISTRIBUTED),
+            board.naming_laggards("MASK_RCNN_EXT.DISTRIBUTED.EVAL_TIMEOUT_MINUTES"),
+        ):
+            board.report("evaluation: inference, gathers and the main process's scoring")
             results = super().test(cfg, model, evaluators)
+            board.report("evaluation: done")
+            comm.synchronize()  # the processes leave evaluation together, within its timeout
         if comm.is_main_process() and results:
             write_json_atomically(os.path.join(cfg.OUTPUT_DIR, EVAL_RESULTS_FILE), results)
         return results
