@@ -144,3 +144,15 @@ def test_a_batch_size_the_processes_cannot_share_is_refused(monkeypatch):
     monkeypatch.setattr("mask_rcnn_ext.engine.training_data.comm.get_world_size", lambda: 4)
     with pytest.raises(ValueError, match=r"SOLVER.IMS_PER_BATCH \(2\) must be a multiple of the number of processes"):
         build_checked_train_loader(stream_config())
+
+
+def test_waiting_images_of_another_batch_size_are_passed_over_with_a_warning(caplog):
+    stream = our_stream(stream_config())
+    take(iter(stream), 4)
+    state = dict(stream.state_dict(), waiting=[[{"position": 7, "index": 0, "random": capture_random_state()}], []])
+    other = our_stream(stream_config())
+    other.batch_size = 3
+    with caplog.at_level(logging.WARNING):
+        other.load_state_dict(state)
+    assert "(2, True): its 1 images waiting for a batch are passed over" in caplog.text
+    assert other.state_dict()["waiting"] == [[], []] and other.state_dict()["next_position"] == state["next_position"]

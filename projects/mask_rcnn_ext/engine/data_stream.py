@@ -151,8 +151,14 @@ class TrainStream:
 
     def state_dict(self) -> dict:
         """The position after the last batch yielded: the next stream position, the workers' generator
-        states (by position modulo NUM_WORKERS), the waiting images; and the sampler's seeds."""
-        return {"seeds": list(self.seeds), "num_workers": self.num_workers, **self.state}
+        states (by position modulo NUM_WORKERS), the waiting images; and what they depend on."""
+        return {
+            "seeds": list(self.seeds),
+            "num_workers": self.num_workers,
+            "batch_size": self.batch_size,
+            "grouping": self.cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            **self.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if self._started:
@@ -163,10 +169,18 @@ class TrainStream:
         if state["num_workers"] != self.num_workers:
             logger.warning(
                 f"DATALOADER.NUM_WORKERS is {self.num_workers}, the checkpoint's run had {state['num_workers']}: "
-                "the stream continues with the same images, but their augmentations draw from fresh seeds"
+                "the stream continues with the same images, but their augmentations draw from other seeds"
             )
             role_states = None
-        self.state = {"next_position": state["next_position"], "role_states": role_states, "waiting": state["waiting"]}
+        waiting = state["waiting"]
+        if (state["batch_size"], state["grouping"]) != (self.batch_size, self.cfg.DATALOADER.ASPECT_RATIO_GROUPING):
+            logger.warning(
+                f"The images per process or DATALOADER.ASPECT_RATIO_GROUPING differ from the checkpoint's run "
+                f"({state['batch_size']}, {state['grouping']}): its {sum(map(len, waiting))} images waiting for a "
+                "batch are passed over"
+            )
+            waiting = [[], []]
+        self.state = {"next_position": state["next_position"], "role_states": role_states, "waiting": waiting}
         self._resumed = True
 
     def _waiting_groups(self) -> list[list[tuple]]:

@@ -30,7 +30,9 @@ def wrap_for_distributed(model: torch.nn.Module) -> torch.nn.Module:
     if comm.get_world_size() == 1:
         return model
     if next(model.parameters()).device.type == "cuda":
-        return create_ddp_model(model, broadcast_buffers=False)
+        # the current device (detectron2's launcher and `launch.join_process_group` set it), which
+        # under srun may differ from the rank within the machine's group
+        return create_ddp_model(model, broadcast_buffers=False, device_ids=[torch.cuda.current_device()])
     return create_ddp_model(model, broadcast_buffers=False, device_ids=None)
 
 

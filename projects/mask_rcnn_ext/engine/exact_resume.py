@@ -42,8 +42,9 @@ class RankState:
         world_size, rank = comm.get_world_size(), comm.get_rank()
         if ranks is None:
             logger.warning(
-                "The checkpoint holds no data stream position or random state (not saved by mask_rcnn_ext's "
-                "Trainer): the training data stream starts anew, so the resumed run differs from an uninterrupted one."
+                "The checkpoint holds no data stream position or random state (saved by detectron2, or by an "
+                "older mask_rcnn_ext): the training data stream starts anew, so the resumed run differs from "
+                "an uninterrupted one."
             )
             return None
         if len(ranks) != world_size:
@@ -54,12 +55,17 @@ class RankState:
             )
             return None
         mine = ranks[rank]
-        if stream is not None and mine["stream"] is not None:
+        if stream is None:
+            logger.warning(
+                "The trainer's loader is not mask_rcnn_ext's TrainStream (build_train_loader overridden?): the "
+                "random generators continue, but the training data stream starts anew."
+            )
+        elif mine["stream"] is not None:
             stream.load_state_dict(mine["stream"])
             logger.info(
                 f"Resuming the training data stream of rank {rank} at its image {mine['stream']['next_position']}"
             )
-        elif stream is not None:
+        else:
             logger.warning("The checkpoint holds no data stream position: the training data stream starts anew.")
         return mine["random"]
 

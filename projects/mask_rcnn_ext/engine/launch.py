@@ -31,8 +31,8 @@ from detectron2.utils import comm
 logger = logging.getLogger(__name__)
 
 # The rendezvous port of a SLURM job without MASTER_PORT: one per job id in this range, so that two
-# jobs sharing a first node do not collide.
-SLURM_PORT_BASE, SLURM_PORT_RANGE = 20000, 20000
+# jobs sharing a first node do not collide; below Linux's ephemeral ports (32768 on).
+SLURM_PORT_BASE, SLURM_PORT_RANGE = 12000, 20000
 # How `launch` found this process started, when by a cluster engine (logged by `RunRecords`).
 started_by: Optional[str] = None
 
@@ -71,17 +71,26 @@ def cluster_worker(environ=os.environ) -> Optional[ClusterWorker]:
             master_addr=environ["MASTER_ADDR"],
             master_port=int(environ["MASTER_PORT"]),
         )
-    if "SLURM_PROCID" in environ and int(environ.get("SLURM_NTASKS", 1)) > 1:
+    # srun sets the step's variables; a batch script itself has SLURM_PROCID and SLURM_NTASKS too, but
+    # no step of several tasks: run there, the tool is a plain run (which may spawn with --num-gpus).
+    if "SLURM_PROCID" in environ and int(environ.get("SLURM_STEP_NUM_TASKS", 1)) > 1:
         nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or environ["SLURM_NODELIST"]
         port = environ.get("MASTER_PORT") or SLURM_PORT_BASE + int(environ.get("SLURM_JOB_ID", 0)) % SLURM_PORT_RANGE
         return ClusterWorker(
             engine="slurm",
             rank=int(environ["SLURM_PROCID"]),
-            world_size=int(environ["SLURM_NTASKS"]),
+            world_size=int(environ["SLURM_STEP_NUM_TASKS"]),
             master_addr=environ.get("MASTER_ADDR") or first_host(nodelist),
             master_port=int(port),
         )
     return None
+
+
+def local_device(worker: ClusterWorker, environ=os.environ) -> int:
+    """The GPU of this process: its local rank as the engine numbers it (LOCAL_RANK, SLURM_LOCALID),
+    modulo the GPUs it sees (one, where SLURM binds a GPU to each task)."""
+    local_rank = environ["LOCAL_RANK"] if worker.engine == "torchrun" else environ.get("SLURM_LOCALID", "0")
+    return int(local_rank) % torch.cuda.device_count()
 
 
 def rendezvous_store(worker: ClusterWorker, timeout: timedelta) -> dist.Store:
@@ -102,9 +111,11 @@ def rendezvous_store(worker: ClusterWorker, timeout: timedelta) -> dist.Store:
 
 def join_process_group(worker: ClusterWorker, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
     """Join the group of `worker`'s engine, and set up what detectron2's launcher sets up for its
-    workers: the per-machine group (`comm.get_local_rank`, `get_local_size`) and the GPU of this
-    process's local rank."""
+    workers: the GPU of this process (`local_device`) and the per-machine group
+    (`comm.get_local_rank`, `get_local_size`)."""
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():  # before any collective: NCCL runs them on the current device
+        torch.cuda.set_device(local_device(worker))
     dist.init_process_group(
         backend,
         store=rendezvous_store(worker, timeout),
@@ -121,8 +132,6 @@ def join_process_group(worker: ClusterWorker, timeout: timedelta = DEFAULT_TIMEO
         group = dist.new_group([rank for rank, name in enumerate(machines) if name == other])
         if other == machine:
             comm._LOCAL_PROCESS_GROUP = group  # where detectron2's launcher keeps it (v0.6 and main)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(comm.get_local_rank())
     comm.synchronize()
 
 

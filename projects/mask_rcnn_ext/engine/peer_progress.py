@@ -10,8 +10,9 @@ to complete", naming no process. Here:
   scoring may take minutes while the others wait (`evaluation_timeout`);
 * each process posts its phase (iteration and step, evaluation) to the store the processes met in
   (`ProgressBoard`): two small writes per iteration;
-* a wait that times out or loses its peer is raised again as `PeerWaitError`, naming the processes
-  that were behind this one and what each last reported (`ProgressBoard.explain`).
+* a wait that times out or loses its peer is raised again as `PeerWaitError`, with what each other
+  process last reported and how long ago, the oldest first: the process that kept the others
+  waiting leads (`ProgressBoard.explain`).
 
 GLOO (CPU) raises the timeout in the waiting process, so the message is ours. NCCL's watchdog aborts
 a process whose collective timed out, with its own message; the timeout applies all the same.
@@ -31,12 +32,17 @@ from detectron2.utils import comm
 logger = logging.getLogger(__name__)
 
 _KEY = "mask_rcnn_ext/progress/{rank}"
-# What torch's messages say when a collective waited too long or its peer went away (GLOO's words).
-_WAIT_FAILURES = ("timed out", "timeout", "connection closed by peer", "connection reset by peer")
+# What torch's messages say when a collective waited too long or its peer went away.
+_WAIT_FAILURES = (
+    "timed out waiting",
+    "connection closed by peer",
+    "connection reset by peer",
+    "collective operation timeout",  # NCCL's watchdog, where the process lives to raise it
+)
 
 
 class PeerWaitError(RuntimeError):
-    """A collective timed out or lost a peer; the message names the processes that were behind."""
+    """A collective timed out or lost a peer; the message gives the other processes' last phases."""
 
 
 def set_timeout(minutes: float) -> None:
@@ -89,26 +95,25 @@ class ProgressBoard:
         return found
 
     def explain(self, error: BaseException, timeout_key: str) -> Optional[PeerWaitError]:
-        """A PeerWaitError for `error` when it is a collective's timeout or lost peer, naming the
-        processes whose last phase differs from this one's (`timeout_key`: the setting to raise);
+        """A PeerWaitError for `error` when it is a collective's timeout or lost peer, with every other
+        process's last phase and its age, the oldest first (`timeout_key`: the setting to raise);
         None for any other error."""
         if self.store is None or not any(words in str(error).lower() for words in _WAIT_FAILURES):
             return None
         reports, now = self.reports(), time.time()
         mine = reports.get(self.rank, {}).get("phase", "?")
-        lines = [
-            f"rank {rank}: {report['phase']!r}, {now - report['time']:.0f} s ago"
-            for rank, report in sorted(reports.items())
-            if rank != self.rank and report["phase"] != mine
-        ]
+        others = sorted(
+            (report["time"], rank, report["phase"]) for rank, report in reports.items() if rank != self.rank
+        )
+        lines = [f"rank {rank}: {phase!r}, {now - reported:.0f} s ago" for reported, rank, phase in others]
         silent = [rank for rank in range(comm.get_world_size()) if rank not in reports]
         if silent:
             lines.append(f"no report from rank(s) {silent}")
-        behind = "; ".join(lines) or "every other process reported the same phase (it may have died since)"
+        behind = "; ".join(lines)
         return PeerWaitError(
             f"Rank {self.rank} stopped waiting for the other processes in {mine!r}: {str(error).strip()}. "
-            f"Processes elsewhere: {behind}. A process that hangs or is far slower keeps the others waiting; "
-            f"{timeout_key} sets how long they wait."
+            f"Their last reports, the oldest first: {behind}. A process that hangs or is far slower keeps the "
+            f"others waiting; {timeout_key} sets how long they wait."
         )
 
     @contextlib.contextmanager
@@ -117,6 +122,8 @@ class ProgressBoard:
         the PeerWaitError `explain` makes of it."""
         try:
             yield
+        except PeerWaitError:  # explained already (an evaluation's, inside training)
+            raise
         except Exception as error:
             explained = self.explain(error, timeout_key)
             if explained is None:
@@ -133,11 +140,11 @@ class ProgressReporter(HookBase):
         self._handle = None
 
     def before_train(self):
-        self._handle = self.trainer.model.register_forward_hook(
-            lambda module, inputs, outputs: self.board.report(
-                f"iteration {self.trainer.iter}: backward and gradient all-reduce"
-            )
-        )
+        self._handle = self.trainer.model.register_forward_hook(self._forward_done)
+
+    def _forward_done(self, module, inputs, outputs) -> None:
+        if module.training:  # not evaluation's forwards, which report their own phase
+            self.board.report(f"iteration {self.trainer.iter}: backward and gradient all-reduce")
 
     def after_train(self):
         self._handle.remove()

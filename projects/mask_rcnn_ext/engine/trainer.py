@@ -145,8 +145,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
-        """detectron2's loader over checked records: bad data stops training before it starts,
-        and an image that fails mid-training is named (`training_data.py`)."""
+        """detectron2's loader as a resumable TrainStream over checked records: bad data stops training
+        before it starts, and an image that fails mid-training is named (`training_data.py`)."""
         return build_checked_train_loader(cfg)
 
     @classmethod
