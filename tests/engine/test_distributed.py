@@ -31,7 +31,8 @@ from conftest import (
 
 # Imported into each training process (tools/train_net.py --import): when its iteration AT_ITER
 # starts, the rank PROBED_RANK dies as `kill -9` would (KILL, on torchrun's first attempt only) or
-# hangs (HANG); after training the main process saves every rank's parameters to
+# hangs (HANG); on torchrun's second attempt, a process writing the file KILL_WRITING writes a part of
+# it and dies; after training the main process saves every rank's parameters to
 # OUTPUT_DIR/rank_parameters.pth.
 RANK_PROBE = """
 import os, time, torch
@@ -39,15 +40,24 @@ from detectron2.engine import train_loop
 from detectron2.utils import comm
 from mask_rcnn_ext import Trainer
 
+attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
 _run_step = train_loop.SimpleTrainer.run_step
 def run_step(self):
     if os.environ.get("AT_ITER") == str(self.iter) and os.environ.get("PROBED_RANK") == str(comm.get_rank()):
-        if os.environ.get("KILL") and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+        if os.environ.get("KILL") and attempt == "0":
             os.kill(os.getpid(), 9)
         if os.environ.get("HANG"):
             time.sleep(600)
     return _run_step(self)
 train_loop.SimpleTrainer.run_step = run_step
+
+_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if os.environ.get("KILL_WRITING", "?") in getattr(f, "name", "") and attempt == "1":
+        f.write(b"the first bytes of a checkpoint"); f.flush()
+        os.kill(os.getpid(), 9)
+    return _save(obj, f, *args, **kwargs)
+torch.save = save
 
 _train = Trainer.train
 def train(self):
@@ -108,38 +118,76 @@ class TwoProcessRun:
         return self.run_together(commands, [{}, {}], "detectron2.log")
 
     def torchrun(self, output_dir, *torchrun_arguments, env=()) -> list[int]:
+        """torchrun's 2 workers on this machine."""
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
         return self.run_together(
             [command + [*torchrun_arguments, *self.train_net(output_dir)]], [dict(env)], "torchrun.log"
         )
 
+    def torchrun_two_nodes(self, output_dir) -> list[int]:
+        """torchrun on two "nodes" of one worker each, on localhost, meeting by c10d rendezvous."""
+        node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+        node += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "two_nodes"]
+        return self.run_together([node + self.train_net(output_dir)] * 2, [{}, {}], "torchrun_two_nodes.log")
 
-@pytest.mark.slow  # trains in subprocesses
-def test_two_processes_train_as_one_model_under_every_engine_and_resume_exactly(tmp_path, datasets_env):
-    """Two tasks of a SLURM step train as one model: both processes end with the same parameters (their
-    gradients averaged). detectron2's launcher on two machines of one process trains the same model
-    bit for bit. So does torchrun with a worker killed (process 1, between the checkpoints of
-    iterations 5 and 8): under --max-restarts 1 it restarts both, which resume from the newest
-    checkpoint by themselves, each rank's data stream and random generators continued."""
+
+@pytest.fixture(scope="module")
+def srun_run(tmp_path_factory, datasets_env):
+    """(TwoProcessRun, OUTPUT_DIR) of the run trained by two tasks of a SLURM step, as srun starts them:
+    the weights every other engine's run must end with."""
+    tmp_path = tmp_path_factory.mktemp("engines")
     run = TwoProcessRun(tmp_path, datasets_env)
     assert run.slurm(tmp_path / "slurm") == [0, 0]
-    ranks = torch.load(tmp_path / "slurm" / "rank_parameters.pth")
+    return run, tmp_path / "slurm"
+
+
+def final_weights(output_dir) -> dict:
+    return torch.load(output_dir / "model_final.pth")["model"]
+
+
+@pytest.mark.slow  # trains in subprocesses
+def test_two_srun_tasks_train_as_one_model(srun_run):
+    """Both processes end with the same parameters (their gradients averaged); the main process alone
+    wrote the checkpoints, with both ranks' stream positions."""
+    _, output_dir = srun_run
+    ranks = torch.load(output_dir / "rank_parameters.pth")
     assert len(ranks) == 2 and torch.equal(ranks[0], ranks[1])
-    uninterrupted = torch.load(tmp_path / "slurm" / "model_final.pth")["model"]
-    first = torch.load(tmp_path / "slurm" / "model_0000002.pth")["model"]
-    assert not all(torch.equal(first[name], uninterrupted[name]) for name in first)  # training moved them
-    # The main process alone wrote the checkpoints, with both ranks' stream positions.
-    assert len(torch.load(tmp_path / "slurm" / "model_0000005.pth")["ranks"]) == 2
-    assert "This process is worker 0 of 2, started by slurm" in (tmp_path / "slurm" / "log.txt").read_text()
+    first = torch.load(output_dir / "model_0000002.pth")["model"]
+    assert not all(torch.equal(first[name], final_weights(output_dir)[name]) for name in first)  # training moved them
+    assert len(torch.load(output_dir / "model_0000005.pth")["ranks"]) == 2
+    assert "This process is worker 0 of 2, started by slurm" in (output_dir / "log.txt").read_text()
 
+
+@pytest.mark.slow  # trains in subprocesses
+def test_detectron2s_launcher_on_two_machines_trains_the_same_model(srun_run, tmp_path):
+    run, reference = srun_run
     assert run.detectron2_two_machines(tmp_path / "detectron2") == [0, 0]
-    assert_same_weights(tmp_path / "detectron2" / "model_final.pth", uninterrupted)
+    assert_same_weights(tmp_path / "detectron2" / "model_final.pth", final_weights(reference))
 
-    killed = tmp_path / "torchrun"
-    assert run.torchrun(killed, "--max-restarts", "1", env={"AT_ITER": "7", "PROBED_RANK": "1", "KILL": "1"}) == [0]
-    log = (killed / "log.txt").read_text()
-    assert "torchrun restarted the workers (1 restart(s))" in log and "Starting training from iteration 6" in log
-    assert_same_weights(killed / "model_final.pth", uninterrupted)
+
+@pytest.mark.slow  # trains in subprocesses
+def test_torchrun_on_two_nodes_trains_the_same_model(srun_run, tmp_path):
+    run, reference = srun_run
+    assert run.torchrun_two_nodes(tmp_path / "two_nodes") == [0, 0]
+    assert "started by torchrun" in (tmp_path / "two_nodes" / "log.txt").read_text()
+    assert_same_weights(tmp_path / "two_nodes" / "model_final.pth", final_weights(reference))
+
+
+@pytest.mark.slow  # trains in subprocesses
+def test_torchrun_restarts_resume_by_themselves_to_the_same_model(srun_run, tmp_path):
+    """Under --max-restarts 2: process 1 killed between the checkpoints of iterations 5 and 8, then,
+    in the restarted group, process 0 killed while writing the checkpoint of iteration 8. Each time
+    torchrun restarts both, which resume from the newest complete checkpoint by themselves, each
+    rank's data stream and random generators continued: the weights of the run never stopped."""
+    run, reference = srun_run
+    output_dir = tmp_path / "torchrun"
+    kills = {"AT_ITER": "7", "PROBED_RANK": "1", "KILL": "1", "KILL_WRITING": "model_0000008.pth"}
+    assert run.torchrun(output_dir, "--max-restarts", "2", env=kills) == [0]
+    log = (output_dir / "log.txt").read_text()
+    assert "torchrun restarted the workers (1 restart(s))" in log and "(2 restart(s))" in log
+    assert log.count("Starting training from iteration 6") == 2  # both restarts resumed from model_0000005
+    assert not list(output_dir.glob("*.partial*"))  # the torn write was cleared by the next one
+    assert_same_weights(output_dir / "model_final.pth", final_weights(reference))
 
 
 @pytest.mark.slow  # trains in subprocesses
