@@ -34,7 +34,7 @@ def add_mask_rcnn_ext_config(cfg: CN) -> None:
     cfg.MASK_RCNN_EXT.PRECISION.MEMORY_FORMAT = "auto"
 
     # Read by the Trainer (engine/peer_progress.py; docs/scale_out.md#bounded-waits): how long a process
-    # waits for the others before the job ends, naming the processes that kept it waiting.
+    # waits for the others before the job ends, saying where each of them last was.
     cfg.MASK_RCNN_EXT.DISTRIBUTED = CN()
     # Training's collectives: the gradient all-reduce of each iteration, the checkpoints' gathers.
     # It must cover the main process writing a checkpoint while the others wait at the next iteration.

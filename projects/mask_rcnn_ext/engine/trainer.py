@@ -1,8 +1,7 @@
 """detectron2's DefaultTrainer, with evaluators chosen from dataset metadata, results kept on disk,
 training and test data checked first, checked and atomic checkpoints that resume exactly (the data
 stream and random generators included), multi-process training on the CPU with bounded waits that
-name the process that kept the others waiting, and loss scaling for fp16 training
-(MASK_RCNN_EXT.PRECISION.TRAIN)."""
+report where every process was, and loss scaling for fp16 training (MASK_RCNN_EXT.PRECISION.TRAIN)."""
 
 import logging
 import os
@@ -116,7 +115,7 @@ class Trainer(DefaultTrainer):
 
     def train(self):
         """DefaultTrainer's; a wait for the other processes that timed out or lost a peer is raised
-        as a PeerWaitError naming the processes that were behind (`peer_progress`)."""
+        as a PeerWaitError with every other process's last phase, the oldest first (`peer_progress`)."""
         with self.progress.naming_laggards("MASK_RCNN_EXT.DISTRIBUTED.TIMEOUT_MINUTES"):
             return super().train()
 
