@@ -31,6 +31,10 @@ def test_synthetic_config_is_consistent():
             ["DATASETS.TRAIN", "('coco_2017_train',)"],
             r"MODEL.KEYPOINT_ON=True but DATASETS.TRAIN dataset 'coco_2017_train' has no keypoint_names",
         ),
+        (
+            ["MASK_RCNN_EXT.DISTRIBUTED.EVAL_TIMEOUT_MINUTES", "-1.0"],
+            r"MASK_RCNN_EXT.DISTRIBUTED.EVAL_TIMEOUT_MINUTES must be > 0 \(got -1.0\)",
+        ),
     ],
 )
 def test_mismatched_config_is_refused(opts, message):

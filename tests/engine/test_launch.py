@@ -75,3 +75,15 @@ def test_a_workers_gpu_is_its_local_rank_among_those_it_sees(visible_gpus, devic
     srun_task = cluster_worker({**SRUN, "SLURM_LOCALID": "3", "SLURM_NODELIST": "n1"})
     assert local_device(srun_task, {"SLURM_LOCALID": "3"}) == device
     assert local_device(cluster_worker(TORCHRUN), {**TORCHRUN, "LOCAL_RANK": "3"}) == device
+
+
+@pytest.mark.parametrize(
+    "environ, named",
+    [
+        ({**TORCHRUN, "RANK": "three"}, "RANK='three'"),
+        ({**SRUN, "SLURM_NODELIST": "n1", "SLURM_PROCID": ""}, "SLURM_PROCID=''"),
+    ],
+)
+def test_a_malformed_variable_is_named(environ, named):
+    with pytest.raises(ValueError, match=f"the environment variable {named} is not an integer"):
+        cluster_worker(environ)

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 def build_sampler(cfg: CfgNode, records: list[dict], seeds: list[int]) -> torch.utils.data.Sampler:
     """DATALOADER.SAMPLER_TRAIN as detectron2 builds it for `records`, seeded with `seeds` (one per
-    seed the sampler takes; `sampler_seed_count`)."""
+    seed the sampler takes; `sampler_seed_count`). detectron2's own construction
+    (`_train_loader_from_config`) always draws fresh seeds, and a resumed stream needs its saved ones."""
     name = cfg.DATALOADER.SAMPLER_TRAIN
     if name == "TrainingSampler":
         return samplers.TrainingSampler(len(records), seed=seeds[0])

@@ -59,6 +59,17 @@ def first_host(nodelist: str) -> str:
     return prefix + ranges.split(",")[0].split("-")[0]  # zero padding kept as written
 
 
+def environment_int(environ, key: str, default: Optional[int] = None) -> int:
+    """`environ[key]` as an integer; ValueError naming the variable when it is missing or not one."""
+    value = environ.get(key, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the environment variable {key}={value!r} is not an integer (set by the job's launcher)"
+        ) from None
+
+
 def cluster_worker(environ=os.environ) -> Optional[ClusterWorker]:
     """This process's place in a group started by torchrun or srun (from `environ`); None when it
     was started otherwise, or as the only task of a SLURM step (a plain run, which may spawn its own
@@ -66,22 +77,22 @@ def cluster_worker(environ=os.environ) -> Optional[ClusterWorker]:
     if "RANK" in environ and "WORLD_SIZE" in environ and "MASTER_ADDR" in environ:
         return ClusterWorker(
             engine="torchrun",
-            rank=int(environ["RANK"]),
-            world_size=int(environ["WORLD_SIZE"]),
+            rank=environment_int(environ, "RANK"),
+            world_size=environment_int(environ, "WORLD_SIZE"),
             master_addr=environ["MASTER_ADDR"],
-            master_port=int(environ["MASTER_PORT"]),
+            master_port=environment_int(environ, "MASTER_PORT"),
         )
     # srun sets the step's variables; a batch script itself has SLURM_PROCID and SLURM_NTASKS too, but
     # no step of several tasks: run there, the tool is a plain run (which may spawn with --num-gpus).
-    if "SLURM_PROCID" in environ and int(environ.get("SLURM_STEP_NUM_TASKS", 1)) > 1:
+    if "SLURM_PROCID" in environ and environment_int(environ, "SLURM_STEP_NUM_TASKS", 1) > 1:
         nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or environ["SLURM_NODELIST"]
-        port = environ.get("MASTER_PORT") or SLURM_PORT_BASE + int(environ.get("SLURM_JOB_ID", 0)) % SLURM_PORT_RANGE
+        job_port = SLURM_PORT_BASE + environment_int(environ, "SLURM_JOB_ID", 0) % SLURM_PORT_RANGE
         return ClusterWorker(
             engine="slurm",
-            rank=int(environ["SLURM_PROCID"]),
-            world_size=int(environ["SLURM_STEP_NUM_TASKS"]),
+            rank=environment_int(environ, "SLURM_PROCID"),
+            world_size=environment_int(environ, "SLURM_STEP_NUM_TASKS"),
             master_addr=environ.get("MASTER_ADDR") or first_host(nodelist),
-            master_port=int(port),
+            master_port=environment_int(environ, "MASTER_PORT", job_port),
         )
     return None
 
@@ -89,8 +100,8 @@ def cluster_worker(environ=os.environ) -> Optional[ClusterWorker]:
 def local_device(worker: ClusterWorker, environ=os.environ) -> int:
     """The GPU of this process: its local rank as the engine numbers it (LOCAL_RANK, SLURM_LOCALID),
     modulo the GPUs it sees (one, where SLURM binds a GPU to each task)."""
-    local_rank = environ["LOCAL_RANK"] if worker.engine == "torchrun" else environ.get("SLURM_LOCALID", "0")
-    return int(local_rank) % torch.cuda.device_count()
+    local_rank = environment_int(environ, "LOCAL_RANK" if worker.engine == "torchrun" else "SLURM_LOCALID", 0)
+    return local_rank % torch.cuda.device_count()
 
 
 def rendezvous_store(worker: ClusterWorker, timeout: timedelta) -> dist.Store:
