@@ -163,6 +163,10 @@ def shortened_schedule(config_file: str, max_iter: int) -> list[str]:
     return f"SOLVER.MAX_ITER {max_iter} SOLVER.WARMUP_ITERS {warmup} SOLVER.STEPS ({steps},)".split()
 
 
+# Floors under what the seeded trained run reaches (box 6.5, mask 2.3, keypoints 4.5; docs/tests.md);
+# a model that stops learning any of the three tasks falls below them (the 12-iteration short run: ~0).
+# Masks are learnt late in the schedule; the Cityscapes fine-tune from this run asserts mask AP > 12.5.
+TRAINED_AP_FLOORS = {"bbox": 5.0, "segm": 1.5, "keypoints": 3.5}
 TRAINED_RUN_OPTS = shortened_schedule(SYNTHETIC_CONFIG, TRAINED_MAX_ITER) + (
     f"SOLVER.CHECKPOINT_PERIOD {TRAINED_MAX_ITER} DATASETS.TEST ('{SYNTHETIC_VAL_HALF}',)".split()
 )
@@ -244,14 +248,14 @@ def short_run(tmp_path_factory, datasets_env) -> str:
 BF16_AP_TOLERANCE = 0.3
 
 
-def evaluate_in_precision(run_dir: str, precision: str, output_dir: str, capfd, opts=()) -> dict:
+def evaluate_in_precision(run_dir: str, precision: str, output_dir: str, capfd, opts=(), device="cpu") -> dict:
     """`run_dir`'s final model evaluated on its config's DATASETS.TEST (or what `opts` override) by
-    `tools/train_net.py --eval-only` in this process, with MASK_RCNN_EXT.PRECISION.TEST `precision`:
-    its eval results."""
+    `tools/train_net.py --eval-only` in this process, with MASK_RCNN_EXT.PRECISION.TEST `precision`,
+    on `device` (the model's, as it logs it: "cpu", "cuda:0"): its eval results."""
     argv = ["--eval-only", "--config-file", os.path.join(run_dir, "config.yaml"), *opts]
     argv += ["MODEL.WEIGHTS", os.path.join(run_dir, "model_final.pth"), "OUTPUT_DIR", output_dir]
     outcome = run_tool_in_process("train_net", argv + ["MASK_RCNN_EXT.PRECISION.TEST", precision], capfd)
     assert outcome.code == 0, outcome.text[-6000:]
-    assert f"MaskRCNN inference on cpu: {precision}" in outcome.text
+    assert f"MaskRCNN inference on {device}: {precision}" in outcome.text
     with open(os.path.join(output_dir, "eval_results.json")) as f:
         return json.load(f)

@@ -144,6 +144,7 @@ def test_torchvision_targets_are_detectron2_instances_shifted_by_the_background(
     "args, message",
     [
         (["--iters", "0"], "--iters must be >= 1"),
+        (["--images-per-batch", "0"], "--images-per-batch must be >= 1"),
         (["DATASETS.TEST", "()"], "DATASETS.TEST is empty"),
     ],
 )

@@ -22,15 +22,12 @@ from conftest import (
     SHORT_RUN_OPTS,
     SYNTHETIC_CONFIG,
     SYNTHETIC_VAL_MINI,
+    TRAINED_AP_FLOORS,
     TRAINED_MAX_ITER,
     evaluate_in_precision,
     run_tool,
 )
 
-# Floors under what the seeded trained run reaches (box 6.5, mask 2.3, keypoints 4.5; docs/tests.md);
-# a model that stops learning any of the three tasks falls below them (the 12-iteration short run: ~0).
-# Masks are learnt late in the schedule; the Cityscapes fine-tune from this run asserts mask AP > 12.5.
-AP_FLOORS = {"bbox": 5.0, "segm": 1.5, "keypoints": 3.5}
 # ... and of the fraction of visible val keypoints found within OKS similarity 0.5 (it reaches 0.38).
 DETECT_AT_05_FLOOR = 0.32
 
@@ -57,10 +54,10 @@ def test_losses_fall(trained_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(AP_FLOORS))
+@pytest.mark.parametrize("task", sorted(TRAINED_AP_FLOORS))
 def test_ap_beats_floor(trained_run, task):
     ap = _eval_results(trained_run)[task]["AP"]
-    assert ap > AP_FLOORS[task], f"{task} AP {ap:.2f} <= floor {AP_FLOORS[task]}"
+    assert ap > TRAINED_AP_FLOORS[task], f"{task} AP {ap:.2f} <= floor {TRAINED_AP_FLOORS[task]}"
 
 
 @pytest.mark.slow
