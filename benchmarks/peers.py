@@ -30,12 +30,11 @@ images, with fresh (untrained) weights, and the ratios compare ours with each re
 Inputs come from the synthetic dataset (its images resized to the group's sizes), 2 images per
 training iteration (--images-per-batch), one per inference. The R50 models' frozen BatchNorm
 statistics are set from one test image (`calibrate_frozen_batchnorm`), as pretrained weights would
-have them. Reported per model: parameters
-(millions), median seconds per training iteration and per test image (timed in turns, model after
-model, each input run once untimed before), detections per test image, and the peak memory of one
-training step and one inference above the level before it (MiB): torch's peak allocation, from its
-counters on CUDA and from the allocations and frees its profiler records on the CPU
-(`peak_memory_MiB`). Ratios below 1: ours is cheaper.
+have them. Reported per model: parameters (millions), median seconds per training iteration and
+per test image (timed in turns, model after model, each input run once untimed before), detections
+per test image, and the peak memory of one training step and one inference above the level before it
+(MiB): torch's peak allocation, from its counters on CUDA and from the allocations and frees its
+profiler records on the CPU (`peak_memory_MiB`). Ratios below 1: ours is cheaper.
 """
 
 import argparse
