@@ -63,13 +63,15 @@ format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Speed and memory beside detectron2, torchvision and the official Cityscapes tools, each in one process
+# Speed and memory beside detectron2, torchvision and the official Cityscapes tools, and of exported models
+# in ONNX Runtime and OpenVINO beside PyTorch, each in one process
 # (docs/performance.md; `python -m benchmarks.NAME --help`). On a GPU:
 # make bench BENCH_ARGS="--device cuda" HEADS_BENCH_ARGS="--device cuda".
 bench: setup
 	$(PY) -m benchmarks.peers $(BENCH_ARGS)
 	$(PY) -m benchmarks.heads $(HEADS_BENCH_ARGS)
 	$(PY) -m benchmarks.cityscapes $(CITYSCAPES_BENCH_ARGS)
+	$(PY) -m benchmarks.deploy $(DEPLOY_BENCH_ARGS)
 
 # The CPU-scale Table 2 (docs/mask_branch.md; about an hour on 2 cores, ABLATE_ARGS=--quick for minutes).
 ablate: setup

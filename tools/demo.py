@@ -3,6 +3,10 @@
 
     tools/demo.py --config-file CFG --input a.jpg folder/ 'images/*.png' --output out/ \
         --opts MODEL.WEIGHTS output/model_final.pth
+    tools/demo.py --config-file CFG --backend onnxruntime --model exported/model.onnx --input ... --output out/
+
+With --backend onnxruntime or openvino it runs a model tools/export_model.py exported (the config
+still names the classes).
 
 Inputs may be files, folders (their images, not recursive) or glob patterns. Each readable image
 gives out/<name>.png (masks, boxes, keypoints drawn); out/predictions.json lists every image's
@@ -29,6 +33,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.images import read_image
+from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
 from mask_rcnn_ext.engine.checkpoint import Checkpointer
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
@@ -45,9 +50,20 @@ def parse_args(argv=None):
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.5, help="draw and save instances scoring at least this"
     )
+    parser.add_argument(
+        "--backend",
+        choices=["pytorch", *BACKENDS],
+        default="pytorch",
+        help="run the config's model in PyTorch (MODEL.WEIGHTS), or the exported --model in a runtime",
+    )
+    parser.add_argument(
+        "--model", help="the .onnx file tools/export_model.py wrote (with --backend onnxruntime/openvino)"
+    )
     add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     args = parse_args_importing(parser, argv)  # the test dataset's metadata names the classes drawn
+    if (args.backend == "pytorch") != (args.model is None):
+        parser.error("--model names the exported model to run with --backend onnxruntime or openvino, and only then")
     return args
 
 
@@ -102,7 +118,10 @@ def main(argv=None) -> int:
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     cfg.freeze()
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
-    predictor = load_predictor(cfg)
+    if args.backend == "pytorch":
+        predictor = load_predictor(cfg)
+    else:
+        predictor = ExportedPredictor(args.model, args.backend, score_threshold=args.confidence_threshold)
 
     paths, problems = collect_inputs(args.input)
     os.makedirs(args.output, exist_ok=True)

@@ -3,6 +3,7 @@
 
     tools/train_net.py --config-file configs/Synthetic/mask_keypoint_rcnn_R18_GN_FPN.yaml
     tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+    tools/train_net.py --config-file CFG --eval-only --exported exported/model.onnx --backend openvino
     tools/train_net.py --config-file CFG --resume          # continue from OUTPUT_DIR/last_checkpoint
     tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 16
     tools/train_net.py --config-file CFG --num-gpus 2      # on a machine without GPU: 2 CPU processes (GLOO)
@@ -17,6 +18,7 @@ dataset); results are also written to OUTPUT_DIR/eval_results.json.
 from detectron2.engine import default_argument_parser
 
 from mask_rcnn_ext import Trainer, build_config
+from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedModel, ExportedPredictor
 from mask_rcnn_ext.engine.checkpoint import Checkpointer
 from mask_rcnn_ext.engine.dataset_checks import check_test_datasets
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
@@ -30,6 +32,11 @@ def run(args):
     config, the data and the weights have been accepted (`RunRecords`)."""
     cfg = build_config(args.config_file, args.opts)
     with RunRecords(cfg, args) as records:
+        if args.exported:
+            model = ExportedModel(ExportedPredictor(args.exported, args.backend))
+            check_test_datasets(cfg)
+            records.checks_passed(trains=False)
+            return Trainer.test(cfg, model)
         if args.eval_only:
             model = Trainer.build_model(cfg)
             checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL)
@@ -47,8 +54,14 @@ def parse_args(argv=None):
     """detectron2's standard arguments and `--import`; a module that fails to import stops here,
     before any worker process starts."""
     parser = default_argument_parser()
+    parser.add_argument(
+        "--exported", metavar="FILE", help="with --eval-only: evaluate this model.onnx (tools/export_model.py) instead"
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="the runtime of --exported")
     add_import_argument(parser)
     args = parse_args_importing(parser, argv)
+    if args.exported and not args.eval_only:
+        parser.error("--exported evaluates an exported model: use it with --eval-only")
     return args
 
 

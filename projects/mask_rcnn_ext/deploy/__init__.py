@@ -1,0 +1,1 @@
+"""Export of trained models and the runtimes that run them (docs/deploy.md)."""

@@ -1,0 +1,106 @@
+"""The trained run's model (the demo's box + mask + keypoint recipe) exported by tools/export_model.py,
+run by ONNX Runtime and OpenVINO: the same detections as the PyTorch model on the 10-image split (two
+image sizes through one loaded model), none for a threshold no score passes, the same AP through
+train_net's evaluation, and configs that cannot export refused."""
+
+import json
+import os
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultPredictor
+
+from mask_rcnn_ext import build_config
+from mask_rcnn_ext.data.images import read_image
+from mask_rcnn_ext.deploy.parity import compare_instances
+from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
+from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
+
+from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, evaluate_in_precision, run_tool, run_tool_in_process
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+pytestmark = pytest.mark.slow  # exports a model (about 45 s)
+
+AP_TOLERANCE = 0.1  # the exported model's AP equal to PyTorch's within 0.1
+MINI_SPLIT = ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory, datasets_env) -> str:
+    """The .onnx file of the trained run's final model, exported (and checked on 2 images by the tool)."""
+    output_dir = tmp_path_factory.mktemp("exported")
+    weights = os.path.join(trained_run, "model_final.pth")
+    run_tool(
+        "export_model.py",
+        ["--import", "mini_datasets", "--config-file", os.path.join(trained_run, "config.yaml")]
+        + ["--output", output_dir, "MODEL.WEIGHTS", weights],
+        datasets_env,
+        output_dir / "export.log",
+    )
+    assert "ONNX Runtime vs PyTorch:" in (output_dir / "export.log").read_text()
+    return str(output_dir / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def pytorch_predictor(trained_run):
+    weights = os.path.join(trained_run, "model_final.pth")
+    return DefaultPredictor(build_config(os.path.join(trained_run, "config.yaml"), ["MODEL.WEIGHTS", weights]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exported_model_detects_what_pytorch_detects(exported, pytorch_predictor, backend):
+    predictor = ExportedPredictor(exported, backend)
+    images = [read_image(record["file_name"], format="BGR") for record in DatasetCatalog.get(SYNTHETIC_VAL_MINI)]
+    assert len({image.shape for image in images}) >= 2  # sizes change between calls of one loaded model
+    detections = 0
+    for index, image in enumerate(images):
+        with torch.no_grad():
+            reference = pytorch_predictor(image)["instances"]
+        report = compare_instances(predictor(image)["instances"], reference)
+        assert report.passed, (index, str(report))
+        detections += report.detections
+    assert detections >= 10 * len(images)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_threshold_no_detection_passes_returns_none(exported, backend):
+    image = read_image(DatasetCatalog.get(SYNTHETIC_VAL_MINI)[0]["file_name"], format="BGR")
+    instances = ExportedPredictor(exported, backend, score_threshold=1.0)(image)["instances"]
+    assert len(instances) == 0 and instances.image_size == image.shape[:2]
+    assert instances.pred_masks.shape == (0, *image.shape[:2]) and instances.pred_keypoints.shape == (0, 17, 3)
+
+
+def test_exported_model_scores_the_ap_pytorch_scores(exported, trained_run, tmp_path, capfd):
+    """train_net --eval-only --exported, in each runtime, against train_net --eval-only in PyTorch:
+    COCO box, mask and keypoint AP on the 10-image split within AP_TOLERANCE."""
+    pytorch = evaluate_in_precision(trained_run, "fp32", str(tmp_path / "pytorch"), capfd, MINI_SPLIT)
+    for backend in BACKENDS:
+        argv = ["--eval-only", "--exported", exported, "--backend", backend, "--config-file"]
+        argv += [os.path.join(trained_run, "config.yaml"), *MINI_SPLIT, "OUTPUT_DIR", str(tmp_path / backend)]
+        outcome = run_tool_in_process("train_net", argv, capfd)
+        assert outcome.code == 0, outcome.text[-6000:]
+        with open(tmp_path / backend / EVAL_RESULTS_FILE) as f:
+            results = json.load(f)
+        for task in ("bbox", "segm", "keypoints"):
+            assert abs(results[task]["AP"] - pytorch[task]["AP"]) <= AP_TOLERANCE, (backend, task)
+
+
+@pytest.mark.parametrize(
+    "opts, key",
+    [
+        (["MODEL.ROI_MASK_HEAD.POOLER_TYPE", "ROIAlignMax"], "MODEL.ROI_MASK_HEAD.POOLER_TYPE='ROIAlignMax'"),
+        (["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIPool"], "MODEL.ROI_BOX_HEAD.POOLER_TYPE='ROIPool'"),
+        (
+            ["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead"],
+            "MODEL.ROI_MASK_HEAD.NAME: MaskRCNNConvUpsampleHead",
+        ),
+    ],
+)
+def test_a_config_that_cannot_export_is_refused_naming_the_key(opts, key, tmp_path, capfd):
+    outcome = run_tool_in_process(
+        "export_model", ["--config-file", SYNTHETIC_CONFIG, "--output", str(tmp_path / "out"), *opts], capfd
+    )
+    assert outcome.code == 1 and f"cannot export: {key}" in outcome.text
+    assert not (tmp_path / "out").exists()
