@@ -1,7 +1,7 @@
-"""Shared fixtures. Tests run on CPU, seeded. Two training runs are shared by the tests that need
+"""Shared fixtures. Tests run on CPU, seeded. Three training runs are shared by the tests that need
 one: `trained_run`, the demo's recipe on a shortened schedule, only where a learned AP or loss is
-asserted (marked slow), and `short_run`, a dozen iterations with a 10-image evaluation, for
-everything structural."""
+asserted (marked slow); `cityscapes_run`, the synthetic Cityscapes model fine-tuned from it; and
+`short_run`, a dozen iterations with a 10-image evaluation, for everything structural."""
 
 import functools
 import importlib.util
@@ -182,6 +182,26 @@ def trained_run(tmp_path_factory, datasets_env) -> str:
     run_tool(
         "train_net.py",
         ["--import", "mini_datasets", "--config-file", SYNTHETIC_CONFIG, *TRAINED_RUN_OPTS, "OUTPUT_DIR", output_dir],
+        datasets_env,
+        os.path.join(output_dir, "stdout.log"),
+    )
+    return output_dir
+
+
+# The synthetic Cityscapes model: the paper's COCO-initialised recipe at CPU scale, fine-tuned from the
+# trained run (tests/tools/test_train_net_cityscapes.py; exported in tests/deploy/).
+CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN_demo_init.yaml")
+
+
+@pytest.fixture(scope="session")
+def cityscapes_run(tmp_path_factory, datasets_env, trained_run):
+    """OUTPUT_DIR of the demo-initialised synthetic Cityscapes config trained as it stands, with the
+    trained run's (`trained_run`) model as its MODEL.WEIGHTS (about 2 minutes on 2 cores)."""
+    output_dir = str(tmp_path_factory.mktemp("cityscapes_run"))
+    weights = os.path.join(trained_run, "model_final.pth")
+    run_tool(
+        "train_net.py",
+        ["--config-file", CITYSCAPES_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir],
         datasets_env,
         os.path.join(output_dir, "stdout.log"),
     )

@@ -33,7 +33,8 @@ def run(args):
     cfg = build_config(args.config_file, args.opts)
     with RunRecords(cfg, args) as records:
         if args.exported:
-            model = ExportedModel(ExportedPredictor(args.exported, args.backend))
+            threshold = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST  # the config's, as for the PyTorch model
+            model = ExportedModel(ExportedPredictor(args.exported, args.backend, score_threshold=threshold))
             check_test_datasets(cfg)
             records.checks_passed(trains=False)
             return Trainer.test(cfg, model)

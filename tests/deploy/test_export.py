@@ -1,7 +1,8 @@
 """The trained run's model (the demo's box + mask + keypoint recipe) exported by tools/export_model.py,
 run by ONNX Runtime and OpenVINO: the same detections as the PyTorch model on the 10-image split (two
 image sizes through one loaded model), none for a threshold no score passes, the same AP through
-train_net's evaluation, and configs that cannot export refused."""
+train_net's evaluation; the synthetic Cityscapes model exported likewise, with the same Cityscapes AP on
+its 40 val images; and configs that cannot export refused."""
 
 import json
 import os
@@ -27,20 +28,23 @@ AP_TOLERANCE = 0.1  # the exported model's AP equal to PyTorch's within 0.1
 MINI_SPLIT = ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
 
 
-@pytest.fixture(scope="module")
-def exported(trained_run, tmp_path_factory, datasets_env) -> str:
-    """The .onnx file of the trained run's final model, exported (and checked on 2 images by the tool)."""
-    output_dir = tmp_path_factory.mktemp("exported")
-    weights = os.path.join(trained_run, "model_final.pth")
+def export_run(run_dir: str, output_dir, datasets_env) -> str:
+    """The .onnx file of `run_dir`'s final model, exported by the tool (which checks it on 2 images)."""
+    weights = os.path.join(run_dir, "model_final.pth")
     run_tool(
         "export_model.py",
-        ["--import", "mini_datasets", "--config-file", os.path.join(trained_run, "config.yaml")]
+        ["--import", "mini_datasets", "--config-file", os.path.join(run_dir, "config.yaml")]
         + ["--output", output_dir, "MODEL.WEIGHTS", weights],
         datasets_env,
         output_dir / "export.log",
     )
     assert "ONNX Runtime vs PyTorch:" in (output_dir / "export.log").read_text()
     return str(output_dir / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory, datasets_env) -> str:
+    return export_run(trained_run, tmp_path_factory.mktemp("exported"), datasets_env)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,25 @@ def test_exported_model_scores_the_ap_pytorch_scores(exported, trained_run, tmp_
             results = json.load(f)
         for task in ("bbox", "segm", "keypoints"):
             assert abs(results[task]["AP"] - pytorch[task]["AP"]) <= AP_TOLERANCE, (backend, task)
+
+
+def test_exported_cityscapes_model_scores_the_cityscapes_ap_pytorch_scores(
+    cityscapes_run, tmp_path_factory, datasets_env, capfd
+):
+    """train_net --eval-only --exported (ONNX Runtime) on the 40 val images of the synthetic Cityscapes
+    tree, against the evaluation that ended the model's training in PyTorch: Cityscapes AP and COCO
+    mask and box AP within AP_TOLERANCE."""
+    output_dir = tmp_path_factory.mktemp("exported_cityscapes")
+    onnx_path = export_run(cityscapes_run, output_dir, datasets_env)
+    argv = ["--eval-only", "--exported", onnx_path, "--config-file", os.path.join(cityscapes_run, "config.yaml")]
+    outcome = run_tool_in_process("train_net", argv + ["OUTPUT_DIR", str(output_dir / "eval")], capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
+    with open(output_dir / "eval" / EVAL_RESULTS_FILE) as f:
+        exported_results = json.load(f)
+    with open(os.path.join(cityscapes_run, EVAL_RESULTS_FILE)) as f:
+        pytorch_results = json.load(f)
+    for task in ("cityscapes_segm", "segm", "bbox"):
+        assert abs(exported_results[task]["AP"] - pytorch_results[task]["AP"]) <= AP_TOLERANCE, task
 
 
 @pytest.mark.parametrize(

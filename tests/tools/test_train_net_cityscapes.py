@@ -19,29 +19,13 @@ from mask_rcnn_ext.data.cityscapes import register_cityscapes_instances, tree_fr
 from mask_rcnn_ext.data.cityscapes_labels import THING_LABEL_IDS
 from mask_rcnn_ext.evaluation import CityscapesInstanceEvaluator
 
-from conftest import BF16_AP_TOLERANCE, CONFIGS_DIR, evaluate_in_precision, run_tool
+from conftest import BF16_AP_TOLERANCE, CITYSCAPES_CONFIG, evaluate_in_precision
 
-CITYSCAPES_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "cityscapes_mask_rcnn_R18_GN_FPN_demo_init.yaml")
 pytestmark = pytest.mark.slow
 # Under what the seeded run reaches from `trained_run` (AP 16.7, AP50 30.5, COCO mask 15.7, box 14.7); a
 # loader or evaluator that breaks what the model learns, or a lost initialisation, falls below (from
 # scratch, twice the iterations: 9.5, 23.4, 9.4, 9.5; docs/cityscapes.md).
 CITYSCAPES_AP_FLOOR, CITYSCAPES_AP50_FLOOR, MASK_AP_FLOOR, BOX_AP_FLOOR = 13, 25, 12.5, 11.5
-
-
-@pytest.fixture(scope="module")
-def cityscapes_run(tmp_path_factory, datasets_env, trained_run):
-    """OUTPUT_DIR of the demo-initialised synthetic Cityscapes config trained as it stands, with the
-    trained run's (`trained_run`) model as its MODEL.WEIGHTS (about 2 minutes on 2 cores)."""
-    output_dir = str(tmp_path_factory.mktemp("cityscapes_run"))
-    weights = os.path.join(trained_run, "model_final.pth")
-    run_tool(
-        "train_net.py",
-        ["--config-file", CITYSCAPES_CONFIG, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", output_dir],
-        datasets_env,
-        os.path.join(output_dir, "stdout.log"),
-    )
-    return output_dir
 
 
 def test_learns_cityscapes_instances(cityscapes_run, trained_run, datasets_env):
