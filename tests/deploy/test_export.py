@@ -2,11 +2,12 @@
 run by ONNX Runtime and OpenVINO: the same detections as the PyTorch model on the 10-image split (two
 image sizes through one loaded model), none for a threshold no score passes, the same AP through
 train_net's evaluation; the synthetic Cityscapes model exported likewise, with the same Cityscapes AP on
-its 40 val images; and configs that cannot export refused."""
+its 40 val images (OpenVINO); and configs that cannot export refused."""
 
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
@@ -76,6 +77,13 @@ def test_a_threshold_no_detection_passes_returns_none(exported, backend):
     assert instances.pred_masks.shape == (0, *image.shape[:2]) and instances.pred_keypoints.shape == (0, 17, 3)
 
 
+def test_an_image_the_graph_does_not_cover_is_refused_naming_its_size(exported):
+    """A 40 x 600 image resized for the demo model (shorter side 256, longer at most 400) is 27 pixels
+    high, below the exported graph's 128."""
+    with pytest.raises(ValueError, match="an image of 600x40 pixels resized to 400x27"):
+        ExportedPredictor(exported, "onnxruntime")(np.zeros((40, 600, 3), dtype=np.uint8))
+
+
 def test_exported_model_scores_the_ap_pytorch_scores(exported, trained_run, tmp_path, capfd):
     """train_net --eval-only --exported, in each runtime, against train_net --eval-only in PyTorch:
     COCO box, mask and keypoint AP on the 10-image split within AP_TOLERANCE."""
@@ -94,12 +102,13 @@ def test_exported_model_scores_the_ap_pytorch_scores(exported, trained_run, tmp_
 def test_exported_cityscapes_model_scores_the_cityscapes_ap_pytorch_scores(
     cityscapes_run, tmp_path_factory, datasets_env, capfd
 ):
-    """train_net --eval-only --exported (ONNX Runtime) on the 40 val images of the synthetic Cityscapes
+    """train_net --eval-only --exported (OpenVINO) on the 40 val images of the synthetic Cityscapes
     tree, against the evaluation that ended the model's training in PyTorch: Cityscapes AP and COCO
     mask and box AP within AP_TOLERANCE."""
     output_dir = tmp_path_factory.mktemp("exported_cityscapes")
     onnx_path = export_run(cityscapes_run, output_dir, datasets_env)
-    argv = ["--eval-only", "--exported", onnx_path, "--config-file", os.path.join(cityscapes_run, "config.yaml")]
+    argv = ["--eval-only", "--exported", onnx_path, "--backend", "openvino"]
+    argv += ["--config-file", os.path.join(cityscapes_run, "config.yaml")]
     outcome = run_tool_in_process("train_net", argv + ["OUTPUT_DIR", str(output_dir / "eval")], capfd)
     assert outcome.code == 0, outcome.text[-6000:]
     with open(output_dir / "eval" / EVAL_RESULTS_FILE) as f:

@@ -11,12 +11,9 @@ import torch
 from detectron2.layers import wrappers
 from torch.nn import functional as F
 
-from .graph import DeployableRCNN
+from .graph import MAX_SIDE, MIN_SIDE, DeployableRCNN
 from .runtime import METADATA_KEY, ModelInfo
 
-# An image side's range for the exported graph, after the test resize. Below 128 pixels the stride-64
-# level would be a single cell, which the traced graph does not cover.
-MIN_SIDE, MAX_SIDE = 128, 8192
 ONNX_OPSET = 18
 INPUT_NAMES = ("image", "original_size", "score_threshold")
 

@@ -27,6 +27,9 @@ from ..modeling.mask_heads import BaseMaskHead
 from ..modeling.roi_feature_ops import ROIAlign, ROIAlignV2, ROIWarp
 from ..modeling.roi_heads import AnyPoolerROIHeads
 
+# An image side's range for the exported graph, after the test resize. Below 128 pixels the stride-64
+# level would be a single cell, which the traced graph does not cover.
+MIN_SIDE, MAX_SIDE = 128, 8192
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks", "keypoint_heatmaps", "keypoint_boxes")
 # RoI feature ops that export (torchvision's roi_align, which ONNX's RoiAlign computes). Not ROIPool:
 # torch's ONNX exporter has no translation of torchvision's roi_pool; nor the max-aggregating ops,

@@ -17,6 +17,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
 from ..modeling.keypoint_decoding import decode_keypoint_heatmaps
+from .graph import MAX_SIDE, MIN_SIDE
 
 METADATA_KEY = "mask_rcnn_ext"
 BACKENDS = ("onnxruntime", "openvino")
@@ -117,6 +118,11 @@ class ExportedPredictor:
 
     def run_resized(self, resized: np.ndarray, image_size: tuple[int, int]) -> Instances:
         """The detections of an image of `image_size` (H, W), given `resized` as the graph takes it."""
+        if not MIN_SIDE <= min(resized.shape[1:]) <= max(resized.shape[1:]) <= MAX_SIDE:
+            raise ValueError(
+                f"an image of {image_size[1]}x{image_size[0]} pixels resized to {resized.shape[2]}x{resized.shape[1]}: "
+                f"the exported graph takes sides from {MIN_SIDE} to {MAX_SIDE} pixels after the test resize"
+            )
         inputs = {"image": resized, "original_size": np.array(image_size, dtype=np.int64)}
         outputs = self._run({**inputs, "score_threshold": self.score_threshold})
         named = dict(zip(self.info.outputs, outputs))
