@@ -3,7 +3,7 @@ runtime), and predictors for ONNX Runtime and OpenVINO that return what detectro
 `DefaultPredictor` returns, `{"instances": Instances}` at the image's size.
 
 An exported ONNX model carries what its predictor needs (`ModelInfo`) in its metadata, under
-`METADATA_KEY`: the input format and the test resize of its config, and its outputs. The runtimes
+`METADATA_KEY`: its config's input format, test resize and score threshold, and its outputs. The runtimes
 are optional: `pip install mask_rcnn_ext[deploy]`.
 """
 
