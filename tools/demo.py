@@ -24,9 +24,7 @@ import os
 import sys
 
 import cv2
-from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import ColorMode, Visualizer
@@ -34,7 +32,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.images import read_image
 from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
-from mask_rcnn_ext.engine.checkpoint import Checkpointer
+from mask_rcnn_ext.engine.checkpoint import load_predictor
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
@@ -85,17 +83,6 @@ def collect_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
             problems.append(f"{pattern}: matched no image")
         paths += [p for p in found if p not in paths]
     return paths, problems
-
-
-def load_predictor(cfg: CfgNode) -> DefaultPredictor:
-    """detectron2's DefaultPredictor for `cfg`, its MODEL.WEIGHTS loaded by our Checkpointer: a
-    missing, unreadable or unfitting file is refused with the file and the fault named."""
-    without_weights = cfg.clone()
-    without_weights.defrost()
-    without_weights.MODEL.WEIGHTS = ""
-    predictor = DefaultPredictor(without_weights)
-    Checkpointer(predictor.model, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL).load(cfg.MODEL.WEIGHTS)
-    return predictor
 
 
 def output_names(paths: list[str]) -> list[str]:

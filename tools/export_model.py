@@ -22,7 +22,6 @@ import tempfile
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.logger import setup_logger
 
 from mask_rcnn_ext import build_config
@@ -31,7 +30,7 @@ from mask_rcnn_ext.deploy.export import export_model
 from mask_rcnn_ext.deploy.graph import DeployableRCNN, export_errors
 from mask_rcnn_ext.deploy.parity import compare_instances
 from mask_rcnn_ext.deploy.runtime import ExportedPredictor
-from mask_rcnn_ext.engine.checkpoint import Checkpointer
+from mask_rcnn_ext.engine.checkpoint import load_predictor
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
 
 logger = logging.getLogger("mask_rcnn_ext.export")
@@ -68,19 +67,14 @@ def main(argv=None) -> int:
         for error in errors:
             logger.error(f"cannot export: {error}")
         return 1
-    without_weights = cfg.clone()
-    without_weights.defrost()
-    without_weights.MODEL.WEIGHTS = ""
-    predictor = DefaultPredictor(without_weights)
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning("MODEL.WEIGHTS is empty: exporting the model's initial weights")
+    predictor = load_predictor(cfg)
     try:  # what only the built model tells: heads of a class the export cannot call
         DeployableRCNN(predictor.model)
     except ValueError as error:
         logger.error(f"cannot export: {error}")
         return 1
-    if cfg.MODEL.WEIGHTS:
-        Checkpointer(predictor.model, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL).load(cfg.MODEL.WEIGHTS)
-    else:
-        logger.warning("MODEL.WEIGHTS is empty: exporting the model's initial weights")
 
     os.makedirs(args.output, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.output, prefix=".export-") as staging:

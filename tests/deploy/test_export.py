@@ -19,12 +19,20 @@ from mask_rcnn_ext.deploy.parity import compare_instances
 from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 
-from conftest import SYNTHETIC_CONFIG, SYNTHETIC_VAL_MINI, evaluate_in_precision, run_tool, run_tool_in_process
+from conftest import (
+    CONFIGS_DIR,
+    SYNTHETIC_CONFIG,
+    SYNTHETIC_VAL_MINI,
+    evaluate_in_precision,
+    run_tool,
+    run_tool_in_process,
+)
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 pytestmark = pytest.mark.slow  # exports a model (about 45 s)
 
+C4_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "Ablation", "mask_rcnn_R18_C4.yaml")
 AP_TOLERANCE = 0.1  # the exported model's AP equal to PyTorch's within 0.1
 MINI_SPLIT = ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
 
@@ -120,19 +128,24 @@ def test_exported_cityscapes_model_scores_the_cityscapes_ap_pytorch_scores(
 
 
 @pytest.mark.parametrize(
-    "opts, key",
+    "config, opts, key",
     [
-        (["MODEL.ROI_MASK_HEAD.POOLER_TYPE", "ROIAlignMax"], "MODEL.ROI_MASK_HEAD.POOLER_TYPE='ROIAlignMax'"),
-        (["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIPool"], "MODEL.ROI_BOX_HEAD.POOLER_TYPE='ROIPool'"),
         (
-            ["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead"],
-            "MODEL.ROI_MASK_HEAD.NAME: MaskRCNNConvUpsampleHead",
+            SYNTHETIC_CONFIG,
+            ["MODEL.ROI_MASK_HEAD.POOLER_TYPE", "ROIAlignMax"],
+            "MODEL.ROI_MASK_HEAD.POOLER_TYPE='ROIAlignMax'",
         ),
+        (SYNTHETIC_CONFIG, ["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIPool"], "MODEL.ROI_BOX_HEAD.POOLER_TYPE='ROIPool'"),
+        (
+            SYNTHETIC_CONFIG,
+            ["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead"],
+            "MODEL.ROI_MASK_HEAD.NAME: MaskRCNN",
+        ),
+        (C4_CONFIG, ["MODEL.WEIGHTS", ""], "MODEL.ROI_HEADS.NAME: AnyPoolerRes5ROIHeads"),
     ],
 )
-def test_a_config_that_cannot_export_is_refused_naming_the_key(opts, key, tmp_path, capfd):
-    outcome = run_tool_in_process(
-        "export_model", ["--config-file", SYNTHETIC_CONFIG, "--output", str(tmp_path / "out"), *opts], capfd
-    )
+def test_a_config_that_cannot_export_is_refused_naming_the_key(config, opts, key, tmp_path, capfd):
+    argv = ["--config-file", config, "--output", str(tmp_path / "out"), *opts]
+    outcome = run_tool_in_process("export_model", argv, capfd)
     assert outcome.code == 1 and f"cannot export: {key}" in outcome.text
     assert not (tmp_path / "out").exists()

@@ -5,10 +5,10 @@ It computes what `MaskRCNN.inference` followed by detectron2's `detector_postpro
 one image, in float32, with no Python decision on a data-dependent value (the number of proposals
 or detections): detectron2's filters that it applies only "when needed" (non-finite boxes, empty
 boxes) are applied always, which keeps the same rows. The image arrives resized to the test size
-(`preprocessing.resize_for_model`); normalising, padding and pasting the masks at the original size
+(`runtime.resize_for_model`); normalising, padding and pasting the masks at the original size
 are in the graph. Keypoints leave the graph as heatmaps: detectron2 decodes each at its box's size
 in pixels, a per-detection resize that no exporter puts in a graph, so they are decoded after it by
-`decode_keypoint_heatmaps` (`postprocessing.instances_from_outputs`), the same for every runtime.
+`decode_keypoint_heatmaps` (`runtime.instances_from_outputs`), the same for every runtime.
 
 Outputs, N detections (0 to TEST.DETECTIONS_PER_IMAGE), in the original image's pixels:
     boxes (N, 4) float32, scores (N,) float32, classes (N,) int64,
@@ -18,6 +18,7 @@ Outputs, N detections (0 to TEST.DETECTIONS_PER_IMAGE), in the original image's 
 
 import torch
 import torchvision
+from detectron2.layers.mask_ops import _do_paste_mask
 from detectron2.modeling.poolers import assign_boxes_to_levels
 from torch import nn
 from torch.nn import functional as F
@@ -30,6 +31,7 @@ from ..modeling.roi_heads import AnyPoolerROIHeads
 # An image side's range for the exported graph, after the test resize. Below 128 pixels the stride-64
 # level would be a single cell, which the traced graph does not cover.
 MIN_SIDE, MAX_SIDE = 128, 8192
+MASK_THRESHOLD = 0.5  # detectron2's paste_masks_in_image / ROIMasks.to_bitmasks default
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks", "keypoint_heatmaps", "keypoint_boxes")
 # RoI feature ops that export (torchvision's roi_align, which ONNX's RoiAlign computes). Not ROIPool:
 # torch's ONNX exporter has no translation of torchvision's roi_pool; nor the max-aggregating ops,
@@ -38,15 +40,11 @@ EXPORTABLE_ROI_OPS = (ROIAlign, ROIAlignV2, ROIWarp)
 
 
 def export_errors(cfg) -> list[str]:
-    """Why the model `cfg` builds cannot be exported, each naming its config key; [] when it can."""
+    """Why the model `cfg` builds cannot be exported, each naming its config key, as far as the config
+    tells ([] when it can); `DeployableRCNN` checks the classes of the built model's heads."""
     errors = []
     if cfg.MODEL.META_ARCHITECTURE != "MaskRCNN":
         errors.append(f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE!r}: only MaskRCNN exports")
-    if cfg.MODEL.ROI_HEADS.NAME != "AnyPoolerROIHeads":
-        errors.append(
-            f"MODEL.ROI_HEADS.NAME={cfg.MODEL.ROI_HEADS.NAME!r}: only the FPN heads (AnyPoolerROIHeads) export; "
-            "the C4 heads' res5 stage runs per RoI batch in Python"
-        )
     if cfg.MODEL.PROPOSAL_GENERATOR.NAME != "RPN":
         errors.append(f"MODEL.PROPOSAL_GENERATOR.NAME={cfg.MODEL.PROPOSAL_GENERATOR.NAME!r}: only RPN exports")
     exportable = {op.__name__ for op in EXPORTABLE_ROI_OPS}
@@ -73,7 +71,10 @@ class DeployableRCNN(nn.Module):
         super().__init__()
         roi_heads = model.roi_heads
         if not isinstance(roi_heads, AnyPoolerROIHeads):
-            raise ValueError(f"ROI heads {type(roi_heads).__name__}: only AnyPoolerROIHeads export")
+            raise ValueError(
+                f"MODEL.ROI_HEADS.NAME: {type(roi_heads).__name__} is not AnyPoolerROIHeads (the FPN heads); "
+                "the C4 heads' res5 stage runs per RoI batch in Python"
+            )
         if roi_heads.mask_on and not isinstance(roi_heads.mask_head, BaseMaskHead):
             raise ValueError(
                 f"MODEL.ROI_MASK_HEAD.NAME: {type(roi_heads.mask_head).__name__} is not a mask_rcnn_ext mask head "
@@ -130,9 +131,12 @@ class DeployableRCNN(nn.Module):
             in_features = roi_heads.mask_in_features
             logits = self._head_on_rois(roi_heads.mask_pooler, in_features, features, boxes, mask_head.layers)
             probabilities = mask_head.mask_loss.probabilities(logits.float(), outputs["classes"])
-            outputs["masks"] = paste_masks_in_image(
-                probabilities[:, 0], outputs["boxes"], original_height, original_width
+            # detectron2's pasting over the whole image (its GPU path; its CPU path restricts the same
+            # computation to each box's region, which is zero elsewhere), thresholded as it thresholds
+            pasted, _ = _do_paste_mask(
+                probabilities, outputs["boxes"], original_height, original_width, skip_empty=False
             )
+            outputs["masks"] = pasted >= MASK_THRESHOLD
         if self.keypoint_on:
             in_features, layers = roi_heads.keypoint_in_features, roi_heads.keypoint_head.layers
             heatmaps = self._head_on_rois(roi_heads.keypoint_pooler, in_features, features, boxes, layers)
@@ -254,19 +258,3 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
     largest = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
     offsets = groups.to(boxes) * (largest + 1)
     return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
-
-
-def paste_masks_in_image(
-    masks: torch.Tensor, boxes: torch.Tensor, height: torch.Tensor, width: torch.Tensor, threshold: float = 0.5
-) -> torch.Tensor:
-    """(N, height, width) bool: each (M, M) soft mask of `masks` (N, M, M) resampled into its box of
-    `boxes` (N, 4) over the whole image and thresholded, as detectron2's `_do_paste_mask` does on a GPU
-    (on the CPU it restricts the same computation to each box's region, which is zero elsewhere)."""
-    x0, y0, x1, y1 = torch.split(boxes, 1, dim=1)
-    ys = torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5
-    xs = torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5
-    ys = (ys - y0) / (y1 - y0) * 2 - 1  # (N, height)
-    xs = (xs - x0) / (x1 - x0) * 2 - 1  # (N, width)
-    grid = torch.stack([xs[:, None, :].expand(-1, ys.shape[1], -1), ys[:, :, None].expand(-1, -1, xs.shape[1])], dim=3)
-    pasted = F.grid_sample(masks[:, None].float(), grid, align_corners=False)[:, 0]
-    return pasted >= threshold

@@ -27,6 +27,7 @@ import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import DefaultPredictor
 
 from ..io_utils import write_atomically
 
@@ -195,3 +196,15 @@ class Checkpointer(DetectionCheckpointer):
                 "initialization (fine-tuning on other classes, say)"
             )
         return incompatible
+
+
+def load_predictor(cfg) -> DefaultPredictor:
+    """detectron2's DefaultPredictor for `cfg`, its MODEL.WEIGHTS loaded by our Checkpointer: a
+    missing, unreadable or unfitting file is refused with the file and the fault named (empty
+    MODEL.WEIGHTS: the model's initial weights, as detectron2 keeps them)."""
+    without_weights = cfg.clone()
+    without_weights.defrost()
+    without_weights.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(without_weights)
+    Checkpointer(predictor.model, allow_partial=cfg.MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL).load(cfg.MODEL.WEIGHTS)
+    return predictor
