@@ -2,7 +2,7 @@
 """Inference of an exported model against the PyTorch model it was exported from, in one process
 (`make bench`; docs/deploy.md).
 
-    python -m benchmarks.deploy [--iters 5] [--output FILE.json] [--quick]
+    python -m benchmarks.deploy [--iters 5] [--output FILE.json] [--quick] [--device cuda]
 
 Mask R-CNN R50-FPN (detectron2's recipe on our components,
 configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_detectron2.yaml), fresh weights with its frozen
@@ -13,13 +13,17 @@ run on the same synthetic validation images by:
   * "pytorch_auto": the same in MASK_RCNN_EXT.PRECISION.TEST "auto" (docs/performance.md#precision);
   * "onnxruntime": ExportedPredictor on ONNX Runtime's CPU provider;
   * "openvino": ExportedPredictor on OpenVINO's CPU plugin in float32;
-  * "openvino_bf16": the same with the bf16 inference precision hint, on CPUs with native bf16.
+  * "openvino_bf16": the same with the bf16 inference precision hint, on CPUs with native bf16;
+  * "torch_export": ExportedPredictor on the .pt2 torch.export program, run by torch.
+With --device cuda: pytorch_fp32, pytorch_auto (fp16 there) and torch_export, on the GPU (the
+export itself traces a CPU copy of the model).
 Each is timed per image, in turns, after one untimed pass over the same images (median seconds),
 and its detections are compared with pytorch_fp32's (`deploy.parity.compare_instances`).
 --quick: the demo's small model at its own sizes on 1 image (a check that everything runs).
 """
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
@@ -40,15 +44,16 @@ from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.modeling.precision import cpu_native_reduced_dtypes
 
 # Images are given, not loaded: no datasets (the config's are COCO's, which need not be there).
-COMMON_OPTS = ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "DATASETS.TRAIN", "()"]
-COMMON_OPTS += ["DATASETS.TEST", "()", "TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_PER_IMAGE), "MODEL.WEIGHTS", ""]
+COMMON_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]
+COMMON_OPTS += ["TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_PER_IMAGE), "MODEL.WEIGHTS", ""]
 
 
-def pytorch_predictors(config_file: str, seed: int) -> dict[str, DefaultPredictor]:
-    """{"pytorch_fp32", "pytorch_auto"}: the config's model with the same fresh weights, calibrated."""
+def pytorch_predictors(config_file: str, seed: int, device: str) -> dict[str, DefaultPredictor]:
+    """{"pytorch_fp32", "pytorch_auto"}: the config's model on `device` with the same fresh weights,
+    calibrated."""
     predictors = {}
     for name, opts in (("pytorch_fp32", []), ("pytorch_auto", AUTO_PRECISION)):
-        cfg = build_config(config_file, COMMON_OPTS + opts)
+        cfg = build_config(config_file, COMMON_OPTS + ["MODEL.DEVICE", device] + opts)
         torch.manual_seed(seed)
         predictors[name] = DefaultPredictor(cfg)
     reference = predictors["pytorch_fp32"]
@@ -64,20 +69,23 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the demo model on 1 image: a check, not figures")
     parser.add_argument("--output", help="also write the rows and ratios to this JSON file")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error(f"--iters must be >= 1 (got {args.iters})")
     iters = 1 if args.quick else args.iters
     config_file = get_config_file(DEMO_CONFIG if args.quick else OURS_D2_RECIPE)
-    predictors = pytorch_predictors(config_file, args.seed)
+    predictors = pytorch_predictors(config_file, args.seed, args.device)
     with tempfile.TemporaryDirectory() as folder:
-        onnx_path = os.path.join(folder, "model.onnx")
+        onnx_path, program_path = os.path.join(folder, "model.onnx"), os.path.join(folder, "model.pt2")
         reference = predictors["pytorch_fp32"]
-        export_model(reference.model, reference.cfg, onnx_path, os.path.join(folder, "model.pt2"))
-        predictors["onnxruntime"] = ExportedPredictor(onnx_path, "onnxruntime")
-        predictors["openvino"] = ExportedPredictor(onnx_path, "openvino")
-        if torch.bfloat16 in cpu_native_reduced_dtypes()[0]:
-            predictors["openvino_bf16"] = ExportedPredictor(onnx_path, "openvino", precision="bf16")
+        export_model(copy.deepcopy(reference.model).cpu(), reference.cfg, onnx_path, program_path)
+        if args.device == "cpu":
+            predictors["onnxruntime"] = ExportedPredictor(onnx_path, "onnxruntime")
+            predictors["openvino"] = ExportedPredictor(onnx_path, "openvino")
+            if torch.bfloat16 in cpu_native_reduced_dtypes()[0]:
+                predictors["openvino_bf16"] = ExportedPredictor(onnx_path, "openvino", precision="bf16")
+        predictors["torch_export"] = ExportedPredictor(program_path, "torch_export", device=args.device)
         images = [read_image(r["file_name"], format="BGR") for r in DatasetCatalog.get("synthetic_val")[:iters]]
         detections = {name: [] for name in predictors}
 
@@ -86,7 +94,7 @@ def main(argv=None) -> None:
                 detections[name].append(predictors[name](image)["instances"])
 
         rounds = [{name: (lambda name=name, image=image: step(name, image)) for name in predictors} for image in images]
-        seconds = median_seconds(rounds * 2, "cpu", warm_up_rounds=iters)
+        seconds = median_seconds(rounds * 2, args.device, warm_up_rounds=iters)
     references = detections["pytorch_fp32"][iters:]
     rows = {}
     for name, found in detections.items():
@@ -99,7 +107,8 @@ def main(argv=None) -> None:
             "smallest_mask_iou": min(r.mask_iou for r in reports),
             "same_detections": all(r.passed for r in reports),
         }
-    title = f"{os.path.relpath(config_file)}, {iters} test images, medians (CPU, {torch.get_num_threads()} threads)"
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    title = f"{os.path.relpath(config_file)}, {iters} test images, medians ({where})"
     print(f"\n{title}")
     keys = list(next(iter(rows.values())))
     print(f"{'':<16}" + "".join(f"{k:>28}" for k in keys))

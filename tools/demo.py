@@ -5,8 +5,8 @@
         --opts MODEL.WEIGHTS output/model_final.pth
     tools/demo.py --config-file CFG --backend onnxruntime --model exported/model.onnx --input ... --output out/
 
-With --backend onnxruntime or openvino it runs a model tools/export_model.py exported (the config
-still names the classes).
+With --backend onnxruntime, openvino or torch_export it runs a model tools/export_model.py exported
+(model.onnx, or model.pt2 for torch_export; the config still names the classes).
 
 Inputs may be files, folders (their images, not recursive) or glob patterns. Each readable image
 gives out/<name>.png (masks, boxes, keypoints drawn); out/predictions.json lists every image's
@@ -31,7 +31,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.images import read_image
-from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
+from mask_rcnn_ext.deploy.runtime import BACKEND_FILES, BACKENDS, ExportedPredictor
 from mask_rcnn_ext.engine.checkpoint import load_predictor
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
@@ -54,14 +54,14 @@ def parse_args(argv=None):
         default="pytorch",
         help="run the config's model in PyTorch (MODEL.WEIGHTS), or the exported --model in a runtime",
     )
-    parser.add_argument(
-        "--model", help="the .onnx file tools/export_model.py wrote (with --backend onnxruntime/openvino)"
-    )
+    parser.add_argument("--model", help="the model.onnx (or model.pt2, for torch_export) tools/export_model.py wrote")
     add_import_argument(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     args = parse_args_importing(parser, argv)  # the test dataset's metadata names the classes drawn
     if (args.backend == "pytorch") != (args.model is None):
-        parser.error("--model names the exported model to run with --backend onnxruntime or openvino, and only then")
+        parser.error("--model names the exported model to run with a --backend other than pytorch, and only then")
+    if args.model and not args.model.endswith(BACKEND_FILES[args.backend]):
+        parser.error(f"--backend {args.backend} runs an exported {BACKEND_FILES[args.backend]} file, not {args.model}")
     return args
 
 

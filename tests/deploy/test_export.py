@@ -1,29 +1,33 @@
 """The trained run's model (the demo's box + mask + keypoint recipe) exported by tools/export_model.py,
-run by ONNX Runtime and OpenVINO: the same detections as the PyTorch model on the 10-image split (two
-image sizes through one loaded model), none for a threshold no score passes, the same AP through
-train_net's evaluation; the synthetic Cityscapes model exported likewise, with the same Cityscapes AP on
-its 40 val images (OpenVINO); and configs that cannot export refused."""
+run by ONNX Runtime, OpenVINO and torch (the .pt2 program, on the CPU and on a GPU where there is one):
+through ExportedPredictor, the same detections as DefaultPredictor on the 10-image split (two image
+sizes through one loaded model) and none for a threshold no score passes; through train_net's
+evaluation, the same detections and AP as the PyTorch model on its whole val set. The synthetic
+Cityscapes model exported likewise: the same detections and Cityscapes AP on its 40 val images
+(OpenVINO). Configs that cannot export are refused."""
 
 import json
 import os
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultPredictor
+from detectron2.structures import Boxes, Instances
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.images import read_image
 from mask_rcnn_ext.deploy.parity import compare_instances
-from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor
+from mask_rcnn_ext.deploy.runtime import BACKEND_FILES, BACKENDS, ExportedPredictor
 from mask_rcnn_ext.engine import EVAL_RESULTS_FILE
 
 from conftest import (
     CONFIGS_DIR,
     SYNTHETIC_CONFIG,
     SYNTHETIC_VAL_MINI,
-    evaluate_in_precision,
+    coco_predictions,
     run_tool,
     run_tool_in_process,
 )
@@ -34,11 +38,10 @@ pytestmark = pytest.mark.slow  # exports a model (about 45 s)
 
 C4_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "Ablation", "mask_rcnn_R18_C4.yaml")
 AP_TOLERANCE = 0.1  # the exported model's AP equal to PyTorch's within 0.1
-MINI_SPLIT = ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
 
 
 def export_run(run_dir: str, output_dir, datasets_env) -> str:
-    """The .onnx file of `run_dir`'s final model, exported by the tool (which checks it on 2 images)."""
+    """`output_dir`, where the tool exported `run_dir`'s final model (and checked it on 2 images)."""
     weights = os.path.join(run_dir, "model_final.pth")
     run_tool(
         "export_model.py",
@@ -48,7 +51,12 @@ def export_run(run_dir: str, output_dir, datasets_env) -> str:
         output_dir / "export.log",
     )
     assert "ONNX Runtime vs PyTorch:" in (output_dir / "export.log").read_text()
-    return str(output_dir / "model.onnx")
+    return str(output_dir)
+
+
+def exported_file(folder: str, backend: str) -> str:
+    """The file of the export in `folder` that `backend` runs: model.onnx or model.pt2."""
+    return os.path.join(folder, "model" + BACKEND_FILES[backend])
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +66,38 @@ def exported(trained_run, tmp_path_factory, datasets_env) -> str:
 
 @pytest.fixture(scope="module")
 def pytorch_predictor(trained_run):
-    weights = os.path.join(trained_run, "model_final.pth")
-    return DefaultPredictor(build_config(os.path.join(trained_run, "config.yaml"), ["MODEL.WEIGHTS", weights]))
+    """A function of a device: the trained run's model in a DefaultPredictor there (built once)."""
+    predictors = {}
+
+    def on(device: str) -> DefaultPredictor:
+        if device not in predictors:
+            opts = ["MODEL.WEIGHTS", os.path.join(trained_run, "model_final.pth"), "MODEL.DEVICE", device]
+            predictors[device] = DefaultPredictor(build_config(os.path.join(trained_run, "config.yaml"), opts))
+        return predictors[device]
+
+    return on
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_exported_model_detects_what_pytorch_detects(exported, pytorch_predictor, backend):
-    predictor = ExportedPredictor(exported, backend)
+# Each runtime on the CPU, and the .pt2 program on a GPU against the PyTorch model there.
+RUNTIME_DEVICES = [pytest.param(backend, "cpu", id=backend) for backend in BACKENDS] + [
+    pytest.param(
+        "torch_export",
+        "cuda",
+        id="torch_export-cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+    )
+]
+
+
+@pytest.mark.parametrize("backend, device", RUNTIME_DEVICES)
+def test_exported_model_detects_what_pytorch_detects(exported, pytorch_predictor, backend, device):
+    predictor = ExportedPredictor(exported_file(exported, backend), backend, device=device)
     images = [read_image(record["file_name"], format="BGR") for record in DatasetCatalog.get(SYNTHETIC_VAL_MINI)]
     assert len({image.shape for image in images}) >= 2  # sizes change between calls of one loaded model
     detections = 0
     for index, image in enumerate(images):
         with torch.no_grad():
-            reference = pytorch_predictor(image)["instances"]
+            reference = pytorch_predictor(device)(image)["instances"].to("cpu")
         report = compare_instances(predictor(image)["instances"], reference)
         assert report.passed, (index, str(report))
         detections += report.detections
@@ -80,7 +107,7 @@ def test_exported_model_detects_what_pytorch_detects(exported, pytorch_predictor
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_threshold_no_detection_passes_returns_none(exported, backend):
     image = read_image(DatasetCatalog.get(SYNTHETIC_VAL_MINI)[0]["file_name"], format="BGR")
-    instances = ExportedPredictor(exported, backend, score_threshold=1.0)(image)["instances"]
+    instances = ExportedPredictor(exported_file(exported, backend), backend, score_threshold=1.0)(image)["instances"]
     assert len(instances) == 0 and instances.image_size == image.shape[:2]
     assert instances.pred_masks.shape == (0, *image.shape[:2]) and instances.pred_keypoints.shape == (0, 17, 3)
 
@@ -89,42 +116,94 @@ def test_an_image_the_graph_does_not_cover_is_refused_naming_its_size(exported):
     """A 40 x 600 image resized for the demo model (shorter side 256, longer at most 400) is 27 pixels
     high, below the exported graph's 128."""
     with pytest.raises(ValueError, match="an image of 600x40 pixels resized to 400x27"):
-        ExportedPredictor(exported, "onnxruntime")(np.zeros((40, 600, 3), dtype=np.uint8))
+        ExportedPredictor(exported_file(exported, "onnxruntime"), "onnxruntime")(np.zeros((40, 600, 3), np.uint8))
 
 
-def test_exported_model_scores_the_ap_pytorch_scores(exported, trained_run, tmp_path, capfd):
-    """train_net --eval-only --exported, in each runtime, against train_net --eval-only in PyTorch:
-    COCO box, mask and keypoint AP on the 10-image split within AP_TOLERANCE."""
-    pytorch = evaluate_in_precision(trained_run, "fp32", str(tmp_path / "pytorch"), capfd, MINI_SPLIT)
-    for backend in BACKENDS:
-        argv = ["--eval-only", "--exported", exported, "--backend", backend, "--config-file"]
-        argv += [os.path.join(trained_run, "config.yaml"), *MINI_SPLIT, "OUTPUT_DIR", str(tmp_path / backend)]
-        outcome = run_tool_in_process("train_net", argv, capfd)
-        assert outcome.code == 0, outcome.text[-6000:]
-        with open(tmp_path / backend / EVAL_RESULTS_FILE) as f:
-            results = json.load(f)
-        for task in ("bbox", "segm", "keypoints"):
-            assert abs(results[task]["AP"] - pytorch[task]["AP"]) <= AP_TOLERANCE, (backend, task)
+def test_a_runtime_given_the_other_file_is_refused_naming_it(exported):
+    onnx_path = exported_file(exported, "onnxruntime")
+    with pytest.raises(ValueError, match=f"{onnx_path}: torch_export runs the exported .pt2 file"):
+        ExportedPredictor(onnx_path, "torch_export")
 
 
-def test_exported_cityscapes_model_scores_the_cityscapes_ap_pytorch_scores(
+def instances_from_coco_json(detections: list[dict], image_size: tuple[int, int]) -> Instances:
+    """One image's detections as COCOEvaluator writes them (coco_instances_results.json) back as
+    Instances: XYXY boxes, decoded masks, (N, K, 3) keypoints (both sides' shifted by COCO's -0.5)."""
+    instances = Instances(image_size)
+    boxes = torch.tensor([d["bbox"] for d in detections], dtype=torch.float64).reshape(-1, 4)
+    instances.pred_boxes = Boxes(torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1))
+    instances.scores = torch.tensor([d["score"] for d in detections], dtype=torch.float64)
+    instances.pred_classes = torch.tensor([d["category_id"] for d in detections], dtype=torch.int64)
+    if detections and "segmentation" in detections[0]:
+        masks = mask_util.decode([d["segmentation"] for d in detections])  # (H, W, N)
+        instances.pred_masks = torch.from_numpy(masks).permute(2, 0, 1).bool()
+    if detections and "keypoints" in detections[0]:
+        instances.pred_keypoints = torch.tensor([d["keypoints"] for d in detections]).reshape(len(detections), -1, 3)
+    return instances
+
+
+def assert_same_detections_and_ap(exported_dir, reference_dir, tasks: tuple[str, ...]) -> int:
+    """The evaluation in `exported_dir` found the detections of the one in `reference_dir` on every
+    image (deploy.parity's tolerances) and scored each of `tasks`' AP within AP_TOLERANCE of it;
+    returns the number of detections compared."""
+    by_image = {}
+    for side, output_dir in (("exported", exported_dir), ("reference", reference_dir)):
+        for detection in coco_predictions(output_dir):
+            by_image.setdefault(detection["image_id"], {"exported": [], "reference": []})[side].append(detection)
+    detections = 0
+    for image_id, sides in by_image.items():
+        first = (sides["exported"] + sides["reference"])[0]
+        image_size = tuple(first["segmentation"]["size"]) if "segmentation" in first else (0, 0)
+        exported, reference = (instances_from_coco_json(sides[side], image_size) for side in ("exported", "reference"))
+        report = compare_instances(exported, reference)
+        assert report.passed, (image_id, str(report))
+        detections += report.detections
+    results = {}
+    for side, output_dir in (("exported", exported_dir), ("reference", reference_dir)):
+        with open(os.path.join(output_dir, EVAL_RESULTS_FILE)) as f:
+            results[side] = json.load(f)
+    for task in tasks:
+        assert abs(results["exported"][task]["AP"] - results["reference"][task]["AP"]) <= AP_TOLERANCE, task
+    return detections
+
+
+def evaluate_exported(folder: str, backend: str, run_dir: str, output_dir: str, capfd) -> None:
+    """train_net --eval-only --exported (the export in `folder`) in `backend`, with `run_dir`'s config,
+    in this process."""
+    argv = ["--eval-only", "--exported", exported_file(folder, backend), "--backend", backend]
+    argv += ["--config-file", os.path.join(run_dir, "config.yaml"), "OUTPUT_DIR", output_dir]
+    outcome = run_tool_in_process("train_net", argv, capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exported_model_detects_and_scores_what_pytorch_does_on_the_val_set(
+    exported, trained_run, tmp_path, capfd, backend
+):
+    """train_net --eval-only --exported on the trained run's 50 val images, against the evaluation
+    that ended its training in PyTorch (fp32): the same detections on every image, and COCO box,
+    mask and keypoint AP within AP_TOLERANCE."""
+    evaluate_exported(exported, backend, trained_run, str(tmp_path), capfd)
+    detections = assert_same_detections_and_ap(tmp_path, trained_run, ("bbox", "segm", "keypoints"))
+    assert detections >= 10 * 50
+
+
+def test_exported_cityscapes_model_detects_and_scores_what_pytorch_does(
     cityscapes_run, tmp_path_factory, datasets_env, capfd
 ):
-    """train_net --eval-only --exported (OpenVINO) on the 40 val images of the synthetic Cityscapes
-    tree, against the evaluation that ended the model's training in PyTorch: Cityscapes AP and COCO
-    mask and box AP within AP_TOLERANCE."""
+    """The synthetic Cityscapes model exported and evaluated by train_net --eval-only --exported
+    (OpenVINO) on the 40 val images of its tree, against the evaluation that ended its training in
+    PyTorch: the same detections on every image; Cityscapes AP and COCO mask and box AP within
+    AP_TOLERANCE."""
     output_dir = tmp_path_factory.mktemp("exported_cityscapes")
-    onnx_path = export_run(cityscapes_run, output_dir, datasets_env)
-    argv = ["--eval-only", "--exported", onnx_path, "--backend", "openvino"]
-    argv += ["--config-file", os.path.join(cityscapes_run, "config.yaml")]
-    outcome = run_tool_in_process("train_net", argv + ["OUTPUT_DIR", str(output_dir / "eval")], capfd)
-    assert outcome.code == 0, outcome.text[-6000:]
-    with open(output_dir / "eval" / EVAL_RESULTS_FILE) as f:
-        exported_results = json.load(f)
-    with open(os.path.join(cityscapes_run, EVAL_RESULTS_FILE)) as f:
-        pytorch_results = json.load(f)
-    for task in ("cityscapes_segm", "segm", "bbox"):
-        assert abs(exported_results[task]["AP"] - pytorch_results[task]["AP"]) <= AP_TOLERANCE, task
+    evaluate_exported(
+        export_run(cityscapes_run, output_dir, datasets_env),
+        "openvino",
+        cityscapes_run,
+        str(output_dir / "eval"),
+        capfd,
+    )
+    detections = assert_same_detections_and_ap(output_dir / "eval", cityscapes_run, ("cityscapes_segm", "segm", "bbox"))
+    assert detections >= 10 * 40
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,21 @@
 """Exporting a trained model: `DeployableRCNN` traced by `torch.export` for any image height and
-width, then written as ONNX by torch's exporter (`torch.onnx.export(..., dynamo=True)`), with the
-`ModelInfo` its predictors need in the ONNX model's metadata, and as a `torch.export` program
-(`.pt2`, which `torch.export.load` reads back; it runs where torch and torchvision are, without
-detectron2 or this package)."""
+width, then written as ONNX by torch's exporter (`torch.onnx.export(..., dynamo=True)`) and as a
+`torch.export` program (`.pt2`, which `torch.export.load` reads back; it runs where torch and
+torchvision are, without detectron2 or this package), each with the `ModelInfo` its predictor needs
+(in the ONNX model's metadata, among the .pt2 archive's extra files)."""
 
 import contextlib
 from collections.abc import Iterator
 
 import torch
 from detectron2.layers import wrappers
+from onnxscript import opset18 as op
 from torch.nn import functional as F
 
-from .graph import MAX_SIDE, MIN_SIDE, DeployableRCNN
+from .graph import INPUT_NAMES, MAX_SIDE, MIN_SIDE, DeployableRCNN, torchvision_nms_top_k
 from .runtime import METADATA_KEY, ModelInfo
 
 ONNX_OPSET = 18
-INPUT_NAMES = ("image", "original_size", "score_threshold")
 
 
 def _conv2d_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,26 @@ def traceable_layers() -> Iterator[None]:
         yield
     finally:
         wrappers.Conv2d.forward = forward
+
+
+def _nms_top_k_onnx(boxes, scores, iou_threshold: float, k: int):
+    """nms_top_k in ONNX: one NonMaxSuppression (one batch, one class) told to keep at most k boxes."""
+    selected = op.NonMaxSuppression(op.Unsqueeze(boxes, [0]), op.Unsqueeze(scores, [0, 1]), k, iou_threshold)
+    return op.Reshape(op.Slice(selected, [2], [3], [1]), [-1])  # (kept, 3) rows of batch, class, box
+
+
+def _meshgrid(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """aten.meshgrid.default (detectron2's anchors call torch.meshgrid without `indexing`) as what it
+    computes, meshgrid.indexing with "ij": torch's own decomposition of it fails when called there."""
+    return torch.ops.aten.meshgrid.indexing(tensors, indexing="ij")
+
+
+NMS_TOP_K_TO_ONNX = {torch.ops.mask_rcnn_ext.nms_top_k.default: _nms_top_k_onnx}
+# The .pt2 program's rewrites: nms_top_k in torchvision's ops, so that it runs without this package.
+PROGRAM_DECOMPOSITIONS = {
+    torch.ops.mask_rcnn_ext.nms_top_k.default: torchvision_nms_top_k,
+    torch.ops.aten.meshgrid.default: _meshgrid,
+}
 
 
 def example_inputs(height: int = 256, width: int = 320) -> tuple[torch.Tensor, ...]:
@@ -68,9 +88,15 @@ def export_model(model: torch.nn.Module, cfg, onnx_path: str, program_path: str)
     graph = DeployableRCNN(model.eval())
     info = ModelInfo.from_config(cfg, graph.output_names)
     program = export_program(graph)
-    torch.export.save(program, program_path)
+    program_info = {METADATA_KEY: info.to_json()}
+    torch.export.save(program.run_decompositions(PROGRAM_DECOMPOSITIONS), program_path, extra_files=program_info)
     onnx_program = torch.onnx.export(
-        program, dynamo=True, opset_version=ONNX_OPSET, input_names=list(INPUT_NAMES), output_names=list(info.outputs)
+        program,
+        dynamo=True,
+        opset_version=ONNX_OPSET,
+        input_names=list(INPUT_NAMES),
+        output_names=list(info.outputs),
+        custom_translation_table=NMS_TOP_K_TO_ONNX,
     )
     onnx_program.model.metadata_props[METADATA_KEY] = info.to_json()
     onnx_program.save(onnx_path)

@@ -31,7 +31,9 @@ from ..modeling.roi_heads import AnyPoolerROIHeads
 # An image side's range for the exported graph, after the test resize. Below 128 pixels the stride-64
 # level would be a single cell, which the traced graph does not cover.
 MIN_SIDE, MAX_SIDE = 128, 8192
+ALL = 2**62  # `k` of `nms_top_k` that keeps every box (an int64 for ONNX, below SymInt's limit)
 MASK_THRESHOLD = 0.5  # detectron2's paste_masks_in_image / ROIMasks.to_bitmasks default
+INPUT_NAMES = ("image", "original_size", "score_threshold")  # forward's arguments, in order
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks", "keypoint_heatmaps", "keypoint_boxes")
 # RoI feature ops that export (torchvision's roi_align, which ONNX's RoiAlign computes). Not ROIPool:
 # torch's ONNX exporter has no translation of torchvision's roi_pool; nor the max-aggregating ops,
@@ -182,7 +184,7 @@ class DeployableRCNN(nn.Module):
         widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         nonempty = (widths > rpn.min_box_size) & (heights > rpn.min_box_size)
         boxes, scores, levels = boxes[nonempty], scores[nonempty], levels[nonempty]
-        keep = batched_nms(boxes, scores, levels, rpn.nms_thresh)[: rpn.post_nms_topk[False]]
+        keep = batched_nms(boxes, scores, levels, rpn.nms_thresh, rpn.post_nms_topk[False])
         return boxes[keep]
 
     def _head_on_rois(self, pooler, in_features: list[str], features: dict[str, torch.Tensor], boxes, head):
@@ -221,8 +223,8 @@ class DeployableRCNN(nn.Module):
         indices = candidates.nonzero()  # (candidate, 2): proposal, class
         boxes = boxes[indices[:, 0], 0] if boxes.shape[1] == 1 else boxes[candidates]
         scores = scores[candidates]
-        keep = batched_nms(boxes, scores, indices[:, 1], predictor.test_nms_thresh)
-        keep = keep[: predictor.test_topk_per_image]
+        topk = predictor.test_topk_per_image  # all detections when negative, as detectron2 reads it
+        keep = batched_nms(boxes, scores, indices[:, 1], predictor.test_nms_thresh, topk if topk >= 0 else ALL)
         return boxes[keep], scores[keep], indices[keep, 1]
 
     @staticmethod
@@ -250,11 +252,40 @@ class _BoxList:
         return (self.tensor[:, 2] - self.tensor[:, 0]) * (self.tensor[:, 3] - self.tensor[:, 1])
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """torchvision's `batched_nms` by its coordinate trick (boxes of different groups moved apart so
-    that they never overlap), which it uses itself for large inputs; its per-group loop for small
-    ones is a Python loop over the groups present, which no exporter traces."""
+def torchvision_nms_top_k(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, k: int) -> torch.Tensor:
+    """torchvision's `nms(boxes, scores, iou_threshold)[:k]`: (min(k, kept),) int64 indices, by
+    decreasing score."""
+    return torchvision.ops.nms(boxes, scores, iou_threshold)[:k]
+
+
+# torchvision_nms_top_k as an op of its own, so that the ONNX export can hand `k` to NonMaxSuppression,
+# which then stops once it has kept k boxes (export.NMS_TOP_K_TO_ONNX). Sliced after the graph's NMS
+# instead, each of up to 80,000 class-box candidates was compared with every box kept so far: 2.3 of
+# ONNX Runtime's 4.8 s on a COCO-sized image (docs/deploy.md#speed).
+nms_top_k = torch.library.custom_op("mask_rcnn_ext::nms_top_k", torchvision_nms_top_k, mutates_args=())
+
+
+# torchvision's fake nms (what tracers run for it) says that NMS keeps at least 2 boxes (the
+# default min of the `create_unbacked_symint` it calls), which a traced program then asserts at run
+# time: the .pt2 program failed on images with fewer than 2 detections. NMS keeps 0 boxes or more.
+@torch.library.register_fake("torchvision::nms", allow_override=True)
+def _nms_shape(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+
+@nms_top_k.register_fake
+def _nms_top_k_shape(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, k: int) -> torch.Tensor:
+    count = torch.library.get_ctx().new_dynamic_size(max=k)
+    return boxes.new_empty((count,), dtype=torch.int64)
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, k: int
+) -> torch.Tensor:
+    """The first `k` indices torchvision's `batched_nms` keeps, by its coordinate trick (boxes of
+    different groups moved apart so that they never overlap), which it uses itself for large inputs;
+    its per-group loop for small ones is a Python loop over the groups present, which no exporter traces."""
     # the largest coordinate, 0 when there are no boxes (clipped boxes are >= 0)
     largest = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
     offsets = groups.to(boxes) * (largest + 1)
-    return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
+    return nms_top_k(boxes + offsets[:, None], scores, iou_threshold, k)

@@ -1,10 +1,10 @@
 """Running an exported model: the resize before its graph and the decoding after it (the same for every
-runtime), and predictors for ONNX Runtime and OpenVINO that return what detectron2's
-`DefaultPredictor` returns, `{"instances": Instances}` at the image's size.
+runtime), and a predictor for ONNX Runtime, OpenVINO and torch (the .pt2 program) that returns what
+detectron2's `DefaultPredictor` returns, `{"instances": Instances}` at the image's size.
 
-An exported ONNX model carries what its predictor needs (`ModelInfo`) in its metadata, under
-`METADATA_KEY`: its config's input format, test resize and score threshold, and its outputs. The runtimes
-are optional: `pip install mask_rcnn_ext[deploy]`.
+An exported model carries what its predictor needs (`ModelInfo`) under `METADATA_KEY`, in the ONNX
+model's metadata and among the .pt2 archive's extra files: its config's input format, test resize and
+score threshold, and its outputs. ONNX Runtime and OpenVINO are optional: `pip install mask_rcnn_ext[deploy]`.
 """
 
 import dataclasses
@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
+from torch.export.passes import move_to_device_pass
 
 from ..modeling.keypoint_decoding import decode_keypoint_heatmaps
-from .graph import MAX_SIDE, MIN_SIDE
+from .graph import INPUT_NAMES, MAX_SIDE, MIN_SIDE
 
 METADATA_KEY = "mask_rcnn_ext"
-BACKENDS = ("onnxruntime", "openvino")
+# Each runtime and the file it runs: the .onnx model, or the .pt2 torch.export program.
+BACKEND_FILES = {"onnxruntime": ".onnx", "openvino": ".onnx", "torch_export": ".pt2"}
+BACKENDS = tuple(BACKEND_FILES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,28 +92,42 @@ def instances_from_outputs(
 
 
 class ExportedPredictor:
-    """`predictor(image)` -> {"instances": Instances} for an exported ONNX model, run by ONNX Runtime
-    (CPU) or OpenVINO (CPU), as detectron2's DefaultPredictor runs the model it was exported from.
+    """`predictor(image)` -> {"instances": Instances} for an exported model, run by ONNX Runtime (CPU),
+    OpenVINO (CPU) or torch, as detectron2's DefaultPredictor runs the model it was exported from.
 
     Args:
-        path: the .onnx file `tools/export_model.py` wrote.
-        backend: "onnxruntime" or "openvino".
+        path: the .onnx file `tools/export_model.py` wrote (onnxruntime, openvino), or its .pt2
+            program (torch_export).
+        backend: one of BACKENDS.
         precision: "fp32", or "bf16" (OpenVINO only, on a CPU that has it: its inference precision hint).
         score_threshold: the score a detection must exceed; None: the config's at export.
+        device: where torch_export runs the program ("cpu", "cuda", "cuda:1"); the others run on the CPU.
     """
 
     def __init__(
-        self, path: str, backend: str = "onnxruntime", precision: str = "fp32", score_threshold: Optional[float] = None
+        self,
+        path: str,
+        backend: str = "onnxruntime",
+        precision: str = "fp32",
+        score_threshold: Optional[float] = None,
+        device: str = "cpu",
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        if not path.endswith(BACKEND_FILES[backend]):
+            raise ValueError(f"{path}: {backend} runs the exported {BACKEND_FILES[backend]} file")
         if precision not in ("fp32", "bf16") or (precision == "bf16" and backend != "openvino"):
             raise ValueError(f"precision {precision!r} with {backend}: fp32, or bf16 with openvino")
-        self.info = read_model_info(path)
+        if device != "cpu" and backend != "torch_export":
+            raise ValueError(f"device {device!r} with {backend}: {backend} runs on the cpu (torch_export on any)")
+        if backend == "torch_export":
+            self.info, self._run = _torch_export_runner(path, device)
+        else:
+            self.info = read_model_info(path)
+            self._run = _onnxruntime_runner(path) if backend == "onnxruntime" else _openvino_runner(path, precision)
         self.score_threshold = np.array(
             self.info.score_threshold if score_threshold is None else score_threshold, dtype=np.float32
         )
-        self._run = _onnxruntime_runner(path) if backend == "onnxruntime" else _openvino_runner(path, precision)
 
     def __call__(self, image: np.ndarray) -> dict[str, Instances]:
         """`image`: (H, W, 3) uint8, BGR (as cv2.imread reads it)."""
@@ -125,8 +142,7 @@ class ExportedPredictor:
             )
         inputs = {"image": resized, "original_size": np.array(image_size, dtype=np.int64)}
         outputs = self._run({**inputs, "score_threshold": self.score_threshold})
-        named = dict(zip(self.info.outputs, outputs))
-        return instances_from_outputs(named, tuple(image_size), resized.shape[1:])
+        return instances_from_outputs(outputs, tuple(image_size), resized.shape[1:])
 
 
 class ExportedModel(torch.nn.Module):
@@ -156,16 +172,39 @@ def read_model_info(path: str) -> ModelInfo:
 
     model = onnx.load(path, load_external_data=False)
     metadata = {prop.key: prop.value for prop in model.metadata_props}
-    if METADATA_KEY not in metadata:
+    return _model_info(path, metadata.get(METADATA_KEY))
+
+
+def _model_info(path: str, text: Optional[str]) -> ModelInfo:
+    if not text:
         raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; export the model with tools/export_model.py")
-    return ModelInfo.from_json(metadata[METADATA_KEY])
+    return ModelInfo.from_json(text)
 
 
+# A runner: {input name: array} -> {output name: array}.
 def _onnxruntime_runner(path: str):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return lambda inputs: session.run(None, inputs)
+    names = [output.name for output in session.get_outputs()]
+    return lambda inputs: dict(zip(names, session.run(None, inputs)))
+
+
+def _torch_export_runner(path: str, device: str):
+    """(ModelInfo, runner) of the .pt2 program at `path` (traced on the CPU), run by torch on `device`."""
+    extra_files = {METADATA_KEY: ""}
+    program = torch.export.load(path, extra_files=extra_files)
+    info = _model_info(path, extra_files[METADATA_KEY])
+    if torch.device(device).type != "cpu":  # its weights and the devices its ops name
+        program = move_to_device_pass(program, device)
+    module = program.module()
+
+    def run(inputs):
+        with torch.no_grad():
+            outputs = module(*(torch.from_numpy(np.asarray(inputs[name])).to(device) for name in INPUT_NAMES))
+        return {name: tensor.cpu().numpy() for name, tensor in outputs.items()}
+
+    return info, run
 
 
 def _openvino_runner(path: str, precision: str):
@@ -179,6 +218,6 @@ def _openvino_runner(path: str, precision: str):
 
     def run(inputs):
         results = request.infer(inputs)
-        return [results[output] for output in compiled.outputs]
+        return {output.get_any_name(): results[output] for output in compiled.outputs}
 
     return run
