@@ -12,7 +12,8 @@ from detectron2.layers import wrappers
 from onnxscript import opset18 as op
 from torch.nn import functional as F
 
-from .graph import INPUT_NAMES, MAX_SIDE, MIN_SIDE, DeployableRCNN, torchvision_nms_top_k
+from .graph import INPUT_NAMES, MAX_SIDE, MIN_SIDE, DeployableRCNN
+from .nms import batched_nms_top_k_per_group
 from .runtime import METADATA_KEY, ModelInfo
 
 ONNX_OPSET = 18
@@ -40,9 +41,14 @@ def traceable_layers() -> Iterator[None]:
         wrappers.Conv2d.forward = forward
 
 
-def _nms_top_k_onnx(boxes, scores, iou_threshold: float, k: int):
-    """nms_top_k in ONNX: one NonMaxSuppression (one batch, one class) told to keep at most k boxes."""
-    selected = op.NonMaxSuppression(op.Unsqueeze(boxes, [0]), op.Unsqueeze(scores, [0, 1]), k, iou_threshold)
+def _batched_nms_top_k_onnx(boxes, scores, groups, iou_threshold: float, num_groups: int, k: int):
+    """nms.batched_nms_top_k in ONNX: torchvision's coordinate trick (each group's boxes moved apart by
+    the group index times the largest coordinate + 1; 0 for no boxes) and one NonMaxSuppression (one
+    batch, one class) told to keep at most k boxes."""
+    largest = op.ReduceMax(op.Concat(op.Reshape(boxes, [-1]), op.CastLike([0.0], boxes), axis=0), keepdims=0)
+    offsets = op.Mul(op.CastLike(groups, boxes), op.Add(largest, op.CastLike(1.0, boxes)))
+    moved = op.Add(boxes, op.Unsqueeze(offsets, [1]))
+    selected = op.NonMaxSuppression(op.Unsqueeze(moved, [0]), op.Unsqueeze(scores, [0, 1]), k, iou_threshold)
     return op.Reshape(op.Slice(selected, [2], [3], [1]), [-1])  # (kept, 3) rows of batch, class, box
 
 
@@ -52,10 +58,11 @@ def _meshgrid(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return torch.ops.aten.meshgrid.indexing(tensors, indexing="ij")
 
 
-NMS_TOP_K_TO_ONNX = {torch.ops.mask_rcnn_ext.nms_top_k.default: _nms_top_k_onnx}
-# The .pt2 program's rewrites: nms_top_k in torchvision's ops, so that it runs without this package.
+NMS_TO_ONNX = {torch.ops.mask_rcnn_ext.batched_nms_top_k.default: _batched_nms_top_k_onnx}
+# The .pt2 program's rewrites: batched_nms_top_k in torch's and torchvision's ops, so that it runs
+# without this package.
 PROGRAM_DECOMPOSITIONS = {
-    torch.ops.mask_rcnn_ext.nms_top_k.default: torchvision_nms_top_k,
+    torch.ops.mask_rcnn_ext.batched_nms_top_k.default: batched_nms_top_k_per_group,
     torch.ops.aten.meshgrid.default: _meshgrid,
 }
 
@@ -96,7 +103,7 @@ def export_model(model: torch.nn.Module, cfg, onnx_path: str, program_path: str)
         opset_version=ONNX_OPSET,
         input_names=list(INPUT_NAMES),
         output_names=list(info.outputs),
-        custom_translation_table=NMS_TOP_K_TO_ONNX,
+        custom_translation_table=NMS_TO_ONNX,
     )
     onnx_program.model.metadata_props[METADATA_KEY] = info.to_json()
     onnx_program.save(onnx_path)

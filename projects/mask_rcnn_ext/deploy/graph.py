@@ -4,7 +4,8 @@ ONNX exporter can trace: `DeployableRCNN`.
 It computes what `MaskRCNN.inference` followed by detectron2's `detector_postprocess` computes for
 one image, in float32, with no Python decision on a data-dependent value (the number of proposals
 or detections): detectron2's filters that it applies only "when needed" (non-finite boxes, empty
-boxes) are applied always, which keeps the same rows. The image arrives resized to the test size
+boxes) are applied always, which keeps the same rows; batched NMS is `nms.batched_nms_top_k`, an op
+that each export writes in the form its runtime runs fastest. The image arrives resized to the test size
 (`runtime.resize_for_model`); normalising, padding and pasting the masks at the original size
 are in the graph. Keypoints leave the graph as heatmaps: detectron2 decodes each at its box's size
 in pixels, a per-detection resize that no exporter puts in a graph, so they are decoded after it by
@@ -17,7 +18,6 @@ Outputs, N detections (0 to TEST.DETECTIONS_PER_IMAGE), in the original image's 
 """
 
 import torch
-import torchvision
 from detectron2.layers.mask_ops import _do_paste_mask
 from detectron2.modeling.poolers import assign_boxes_to_levels
 from torch import nn
@@ -27,11 +27,11 @@ from ..modeling.keypoint_heads import BaseKeypointHead
 from ..modeling.mask_heads import BaseMaskHead
 from ..modeling.roi_feature_ops import ROIAlign, ROIAlignV2, ROIWarp
 from ..modeling.roi_heads import AnyPoolerROIHeads
+from .nms import ALL, batched_nms_top_k
 
 # An image side's range for the exported graph, after the test resize. Below 128 pixels the stride-64
 # level would be a single cell, which the traced graph does not cover.
 MIN_SIDE, MAX_SIDE = 128, 8192
-ALL = 2**62  # `k` of `nms_top_k` that keeps every box (an int64 for ONNX, below SymInt's limit)
 MASK_THRESHOLD = 0.5  # detectron2's paste_masks_in_image / ROIMasks.to_bitmasks default
 INPUT_NAMES = ("image", "original_size", "score_threshold")  # forward's arguments, in order
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks", "keypoint_heatmaps", "keypoint_boxes")
@@ -184,7 +184,7 @@ class DeployableRCNN(nn.Module):
         widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         nonempty = (widths > rpn.min_box_size) & (heights > rpn.min_box_size)
         boxes, scores, levels = boxes[nonempty], scores[nonempty], levels[nonempty]
-        keep = batched_nms(boxes, scores, levels, rpn.nms_thresh, rpn.post_nms_topk[False])
+        keep = batched_nms_top_k(boxes, scores, levels, rpn.nms_thresh, len(level_features), rpn.post_nms_topk[False])
         return boxes[keep]
 
     def _head_on_rois(self, pooler, in_features: list[str], features: dict[str, torch.Tensor], boxes, head):
@@ -224,7 +224,8 @@ class DeployableRCNN(nn.Module):
         boxes = boxes[indices[:, 0], 0] if boxes.shape[1] == 1 else boxes[candidates]
         scores = scores[candidates]
         topk = predictor.test_topk_per_image  # all detections when negative, as detectron2 reads it
-        keep = batched_nms(boxes, scores, indices[:, 1], predictor.test_nms_thresh, topk if topk >= 0 else ALL)
+        nms_threshold, classes = predictor.test_nms_thresh, predictor.num_classes
+        keep = batched_nms_top_k(boxes, scores, indices[:, 1], nms_threshold, classes, topk if topk >= 0 else ALL)
         return boxes[keep], scores[keep], indices[keep, 1]
 
     @staticmethod
@@ -250,42 +251,3 @@ class _BoxList:
 
     def area(self) -> torch.Tensor:
         return (self.tensor[:, 2] - self.tensor[:, 0]) * (self.tensor[:, 3] - self.tensor[:, 1])
-
-
-def torchvision_nms_top_k(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, k: int) -> torch.Tensor:
-    """torchvision's `nms(boxes, scores, iou_threshold)[:k]`: (min(k, kept),) int64 indices, by
-    decreasing score."""
-    return torchvision.ops.nms(boxes, scores, iou_threshold)[:k]
-
-
-# torchvision_nms_top_k as an op of its own, so that the ONNX export can hand `k` to NonMaxSuppression,
-# which then stops once it has kept k boxes (export.NMS_TOP_K_TO_ONNX). Sliced after the graph's NMS
-# instead, each of up to 80,000 class-box candidates was compared with every box kept so far: 2.3 of
-# ONNX Runtime's 4.8 s on a COCO-sized image (docs/deploy.md#speed).
-nms_top_k = torch.library.custom_op("mask_rcnn_ext::nms_top_k", torchvision_nms_top_k, mutates_args=())
-
-
-# torchvision's fake nms (what tracers run for it) says that NMS keeps at least 2 boxes (the
-# default min of the `create_unbacked_symint` it calls), which a traced program then asserts at run
-# time: the .pt2 program failed on images with fewer than 2 detections. NMS keeps 0 boxes or more.
-@torch.library.register_fake("torchvision::nms", allow_override=True)
-def _nms_shape(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
-
-
-@nms_top_k.register_fake
-def _nms_top_k_shape(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, k: int) -> torch.Tensor:
-    count = torch.library.get_ctx().new_dynamic_size(max=k)
-    return boxes.new_empty((count,), dtype=torch.int64)
-
-
-def batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, k: int
-) -> torch.Tensor:
-    """The first `k` indices torchvision's `batched_nms` keeps, by its coordinate trick (boxes of
-    different groups moved apart so that they never overlap), which it uses itself for large inputs;
-    its per-group loop for small ones is a Python loop over the groups present, which no exporter traces."""
-    # the largest coordinate, 0 when there are no boxes (clipped boxes are >= 0)
-    largest = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
-    offsets = groups.to(boxes) * (largest + 1)
-    return nms_top_k(boxes + offsets[:, None], scores, iou_threshold, k)
