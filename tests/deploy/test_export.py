@@ -37,6 +37,7 @@ pytest.importorskip("openvino")
 pytestmark = pytest.mark.slow  # exports a model (about 45 s)
 
 C4_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "Ablation", "mask_rcnn_R18_C4.yaml")
+KEYPOINT_CONFIG = os.path.join(CONFIGS_DIR, "Synthetic", "keypoint_rcnn_R18_GN_FPN.yaml")
 AP_TOLERANCE = 0.1  # the exported model's AP equal to PyTorch's within 0.1
 
 
@@ -110,6 +111,30 @@ def test_a_threshold_no_detection_passes_returns_none(exported, backend):
     instances = ExportedPredictor(exported_file(exported, backend), backend, score_threshold=1.0)(image)["instances"]
     assert len(instances) == 0 and instances.image_size == image.shape[:2]
     assert instances.pred_masks.shape == (0, *image.shape[:2]) and instances.pred_keypoints.shape == (0, 17, 3)
+
+
+def test_a_keypoint_only_model_exports_its_boxes_and_keypoints(trained_run, tmp_path, capfd):
+    """The keypoint-only config (the demo's model without its mask branch) with the trained run's
+    weights: exported without masks, the tool's ONNX Runtime check passing on 2 images, and the .pt2
+    program's detections those of DefaultPredictor."""
+    opts = [
+        "MODEL.WEIGHTS",
+        os.path.join(trained_run, "model_final.pth"),
+        "MASK_RCNN_EXT.WEIGHTS.ALLOW_PARTIAL",
+        "True",
+    ]
+    opts += ["DATASETS.TEST", f"('{SYNTHETIC_VAL_MINI}',)"]
+    argv = ["--config-file", KEYPOINT_CONFIG, "--output", str(tmp_path), *opts]
+    outcome = run_tool_in_process("export_model", argv, capfd)
+    assert outcome.code == 0, outcome.text[-6000:]
+    assert "exported outputs boxes, scores, classes, keypoint_heatmaps, keypoint_boxes" in outcome.text
+    assert "check image 1 (" in outcome.text  # and 0: the tool writes only what passes its check
+    image = read_image(DatasetCatalog.get(SYNTHETIC_VAL_MINI)[0]["file_name"], format="BGR")
+    with torch.no_grad():
+        reference = DefaultPredictor(build_config(KEYPOINT_CONFIG, opts))(image)["instances"]
+    exported = ExportedPredictor(exported_file(str(tmp_path), "torch_export"), "torch_export")(image)["instances"]
+    report = compare_instances(exported, reference)
+    assert report.passed and report.detections >= 10 and not exported.has("pred_masks"), str(report)
 
 
 def test_an_image_the_graph_does_not_cover_is_refused_naming_its_size(exported):

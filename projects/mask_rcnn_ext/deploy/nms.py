@@ -10,9 +10,9 @@ the form its runtime runs fastest:
     the graph can have (their count is fixed: the FPN levels, the classes), in torch and torchvision
     ops alone.
 
-One NMS over every group's boxes compares each candidate with every box kept so far: at score threshold
-0 a COCO image brings 80,000 class-box candidates, which took ONNX Runtime 2.3 s (without k) and torch 8 s
-(without the per-group loop) of about 4 (docs/deploy.md#speed).
+One NMS over every group's boxes compares each candidate with every box kept so far, and at score
+threshold 0 a COCO model brings up to 80,000 class-box candidates: without k, and in torch without the
+per-group loop, NMS took most of an image's time (docs/deploy.md#the-graph).
 """
 
 import torch

@@ -8,6 +8,7 @@ score threshold, and its outputs. ONNX Runtime and OpenVINO are optional: `pip i
 """
 
 import dataclasses
+import functools
 import json
 from typing import Any, Optional
 
@@ -207,10 +208,17 @@ def _torch_export_runner(path: str, device: str):
     return info, run
 
 
-def _openvino_runner(path: str, precision: str):
+@functools.cache
+def _openvino_core():
+    """The process's one OpenVINO Core, as OpenVINO advises: with a Core per predictor, a process that
+    had compiled a model in bf16 ended in a segmentation fault in a later predictor (OpenVINO 2026.4)."""
     import openvino
 
-    core = openvino.Core()
+    return openvino.Core()
+
+
+def _openvino_runner(path: str, precision: str):
+    core = _openvino_core()
     compiled = core.compile_model(
         core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     )
