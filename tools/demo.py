@@ -31,7 +31,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask_rcnn_ext import build_config
 from mask_rcnn_ext.data.images import read_image
-from mask_rcnn_ext.deploy.runtime import BACKEND_FILES, BACKENDS, ExportedPredictor
+from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedPredictor, wrong_file_for_backend
 from mask_rcnn_ext.engine.checkpoint import load_predictor
 from mask_rcnn_ext.io_utils import write_json_atomically
 from mask_rcnn_ext.user_modules import add_import_argument, parse_args_importing
@@ -60,8 +60,9 @@ def parse_args(argv=None):
     args = parse_args_importing(parser, argv)  # the test dataset's metadata names the classes drawn
     if (args.backend == "pytorch") != (args.model is None):
         parser.error("--model names the exported model to run with a --backend other than pytorch, and only then")
-    if args.model and not args.model.endswith(BACKEND_FILES[args.backend]):
-        parser.error(f"--backend {args.backend} runs an exported {BACKEND_FILES[args.backend]} file, not {args.model}")
+    wrong_file = args.model and wrong_file_for_backend(args.model, args.backend)
+    if wrong_file:
+        parser.error(f"--model {wrong_file}")
     return args
 
 

@@ -18,7 +18,7 @@ dataset); results are also written to OUTPUT_DIR/eval_results.json.
 from detectron2.engine import default_argument_parser
 
 from mask_rcnn_ext import Trainer, build_config
-from mask_rcnn_ext.deploy.runtime import BACKEND_FILES, BACKENDS, ExportedModel, ExportedPredictor
+from mask_rcnn_ext.deploy.runtime import BACKENDS, ExportedModel, ExportedPredictor, wrong_file_for_backend
 from mask_rcnn_ext.engine.checkpoint import Checkpointer
 from mask_rcnn_ext.engine.dataset_checks import check_test_datasets
 from mask_rcnn_ext.engine.distributed import shut_down_process_group
@@ -65,10 +65,9 @@ def parse_args(argv=None):
     args = parse_args_importing(parser, argv)
     if args.exported and not args.eval_only:
         parser.error("--exported evaluates an exported model: use it with --eval-only")
-    if args.exported and not args.exported.endswith(BACKEND_FILES[args.backend]):
-        parser.error(
-            f"--backend {args.backend} runs an exported {BACKEND_FILES[args.backend]} file, not {args.exported}"
-        )
+    wrong_file = args.exported and wrong_file_for_backend(args.exported, args.backend)
+    if wrong_file:
+        parser.error(f"--exported {wrong_file}")
     return args
 
 

@@ -25,4 +25,3 @@ def test_quick_benchmark_runs_every_runtime_on_the_same_detections(tmp_path):
         assert row["s_per_image"] > 0 and row["detections_per_image"] == 100, name
     for name in FP32_RUNTIMES:
         assert rows[name]["largest_box_difference_px"] <= TOLERANCES["box_px"], name
-    assert rows["pytorch_fp32"]["ratio_to_pytorch_fp32"] == 1.0

@@ -144,10 +144,17 @@ def test_an_image_the_graph_does_not_cover_is_refused_naming_its_size(exported):
         ExportedPredictor(exported_file(exported, "onnxruntime"), "onnxruntime")(np.zeros((40, 600, 3), np.uint8))
 
 
-def test_a_runtime_given_the_other_file_is_refused_naming_it(exported):
+def test_a_runtime_given_the_other_file_is_refused_naming_it(exported, capfd):
     onnx_path = exported_file(exported, "onnxruntime")
-    with pytest.raises(ValueError, match=f"{onnx_path}: torch_export runs the exported .pt2 file"):
+    refusal = f"{onnx_path}: torch_export runs the exported .pt2 file"
+    with pytest.raises(ValueError, match=refusal):
         ExportedPredictor(onnx_path, "torch_export")
+    demo = ["--config-file", SYNTHETIC_CONFIG, "--input", "x.png", "--output", "out", "--model", onnx_path]
+    outcome = run_tool_in_process("demo", demo + ["--backend", "torch_export"], capfd)
+    assert outcome.code == 2 and f"--model {refusal}" in outcome.text
+    evaluation = ["--config-file", SYNTHETIC_CONFIG, "--eval-only", "--exported", onnx_path]
+    outcome = run_tool_in_process("train_net", evaluation + ["--backend", "torch_export"], capfd)
+    assert outcome.code == 2 and f"--exported {refusal}" in outcome.text
 
 
 def instances_from_coco_json(detections: list[dict], image_size: tuple[int, int]) -> Instances:

@@ -27,6 +27,12 @@ BACKEND_FILES = {"onnxruntime": ".onnx", "openvino": ".onnx", "torch_export": ".
 BACKENDS = tuple(BACKEND_FILES)
 
 
+def wrong_file_for_backend(path: str, backend: str) -> Optional[str]:
+    """Why `backend` (one of BACKENDS) cannot run the exported file at `path`, or None when it can."""
+    expected = BACKEND_FILES[backend]
+    return None if path.endswith(expected) else f"{path}: {backend} runs the exported {expected} file"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """What running an exported model needs besides its graph, from its config."""
@@ -115,8 +121,9 @@ class ExportedPredictor:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        if not path.endswith(BACKEND_FILES[backend]):
-            raise ValueError(f"{path}: {backend} runs the exported {BACKEND_FILES[backend]} file")
+        wrong_file = wrong_file_for_backend(path, backend)
+        if wrong_file:
+            raise ValueError(wrong_file)
         if precision not in ("fp32", "bf16") or (precision == "bf16" and backend != "openvino"):
             raise ValueError(f"precision {precision!r} with {backend}: fp32, or bf16 with openvino")
         if device != "cpu" and backend != "torch_export":
